@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run the tests"). On a fresh Debian/Ubuntu machine it
+# installs what the tests need — a venv with the package and its test extras, Debian's
+# `influxdb` (InfluxDB 1.x, whose `influxd` the tests start themselves), the npm Flux checker —
+# then runs ruff, mypy and pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if ! command -v influxd >/dev/null 2>&1; then
+  echo "== installing Debian's influxdb (InfluxDB 1.x) for the influxql store tests"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends influxdb >/dev/null
+fi
+# The Debian package may start a system influxd on :8086; the tests use their own, so stop it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
+  systemctl stop influxdb || true
+fi
+
+if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_bg.wasm ]; then
+  echo "== installing the Flux front end (@influxdata/flux-lsp-browser) with npm"
+  (cd tests/flux && npm ci --no-audit --no-fund --silent)
+fi
+
+echo "== ruff"; .venv/bin/ruff check src tests
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/pytest "$@"

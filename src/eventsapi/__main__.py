@@ -1,0 +1,5 @@
+"""Allows `python -m eventsapi`."""
+
+from eventsapi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""The aiohttp application: the factory, its middlewares and one handler per route.
+
+Every request takes one path: handler → validated request (validation.py) → store method
+(stores/base.py) → response. Errors of any kind leave as application/problem+json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp_cors
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from eventsapi.auth import Authenticator, Principal
+from eventsapi.config import Settings
+from eventsapi.cursor import encode_cursor
+from eventsapi.observability import Metrics, route_name
+from eventsapi.openapi import openapi_document
+from eventsapi.problems import Problem, problem_response
+from eventsapi.stores.base import NotSupported, Store, StoredEvent, StoreUnavailable, open_store
+from eventsapi.validation import (
+    check_bucket,
+    loads,
+    parse_ingest,
+    parse_retrieve,
+    parse_stats,
+)
+
+log = logging.getLogger("eventsapi")
+T = TypeVar("T")
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+AUTH = web.AppKey("auth", Authenticator)
+METRICS = web.AppKey("metrics", Metrics)
+RETRY_AFTER = "5"
+_dumps = json.dumps
+
+
+# -- middlewares ---------------------------------------------------------------------------
+
+
+@web.middleware
+async def problems_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn every failure into problem+json and count it; no stack trace or query leaves."""
+    metrics = request.app[METRICS]
+    route = route_name(request)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except Problem as exc:
+        response = problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+    except StoreUnavailable as exc:
+        metrics.store_errors.labels("unavailable").inc()
+        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
+        response = problem_response(
+            503, "the store is unavailable; retry later", headers={"Retry-After": RETRY_AFTER}
+        )
+    except NotSupported as exc:
+        response = problem_response(501, str(exc))
+    except web.HTTPException as exc:
+        detail = {
+            404: "no such route",
+            405: f"method {request.method} not allowed here",
+            413: "request body too large",
+        }.get(exc.status, exc.reason)
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = problem_response(exc.status, detail, headers=headers)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        response = problem_response(500, "unexpected error")
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+async def _store_call(request: web.Request, coro: Awaitable[T]) -> T:
+    """Bound every store call by EVENTSAPI_STORE_TIMEOUT: an outage answers 503, never hangs."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].store_timeout):
+            return await coro
+    except TimeoutError:
+        request.app[METRICS].store_errors.labels("timeout").inc()
+        raise StoreUnavailable("store timed out") from None
+
+
+async def _authorize(request: web.Request, scope: str) -> str:
+    bucket = request.match_info["id"]
+    principal: Principal = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    check_bucket(bucket)
+    principal.require(bucket, scope)
+    return bucket
+
+
+async def _json_body(request: web.Request) -> object:
+    body = await request.read()
+    try:
+        return loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, f"body is not valid JSON: {exc}") from None
+
+
+def _json(text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(text=text, content_type="application/json", headers=headers)
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+async def ingest(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:write")
+    settings = request.app[SETTINGS]
+    body = await request.read()  # client_max_size bounds it, after gzip inflation too
+    ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
+    batch = parse_ingest(body, ndjson, settings.max_events)
+    if batch.events:
+        await _store_call(request, request.app[STORE].ingest(bucket, batch.events))
+    metrics = request.app[METRICS]
+    metrics.ingested.inc(len(batch.events))
+    metrics.rejected.inc(len(batch.rejected))
+    return _json(_dumps({"accepted": len(batch.events), "rejected": batch.rejected}))
+
+
+def _event_json(e: StoredEvent) -> str:
+    # `data` is stored as JSON text and passed through without a parse/serialise round trip.
+    return (
+        f'{{"id":{_dumps(e.id)},"event_name":{_dumps(e.name)},"app_name":{_dumps(e.app)},'
+        f'"server_name":{_dumps(e.server)},"at":{e.at},"data":{e.data}}}'
+    )
+
+
+async def retrieve(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:read")
+    query = parse_retrieve(bucket, await _json_body(request))
+    rows = await _store_call(request, request.app[STORE].retrieve(query))
+    headers = None
+    if len(rows) == query.limit:
+        last = rows[-1]
+        headers = {"X-Next-Cursor": encode_cursor(last.at, last.id)}
+    return _json("[" + ",".join(map(_event_json, rows)) + "]", headers)
+
+
+async def stats(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:read")
+    query = parse_stats(bucket, await _json_body(request))
+    counts = await _store_call(request, request.app[STORE].stats(query))
+    return _json("[" + ",".join(f"[{t},{n}]" for t, n in zip(query.starts, counts, strict=True)) + "]")
+
+
+async def keys_by_app(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:read")
+    keys = await _store_call(request, request.app[STORE].keys_by_app(bucket))
+    return _json(_dumps([{"app_name": app, "events": names} for app, names in keys], ensure_ascii=False))
+
+
+async def delete_all(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:delete")
+    await _store_call(request, request.app[STORE].delete_all(bucket))
+    return _json(_dumps({"bucket_id": bucket, "deleted": True}))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json('{"status":"ok"}')
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await _store_call(request, request.app[STORE].ping())
+    except StoreUnavailable:
+        return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
+    return _json('{"status":"ready"}')
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(_dumps(openapi_document()))
+
+
+# -- factory -------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """Build the application. The store is opened on start-up and closed on clean-up."""
+    app = web.Application(middlewares=[problems_middleware], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator(settings)
+    app[METRICS] = Metrics()
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        s = store if store is not None else open_store(settings.resolved_store_url(), settings)
+        try:
+            await s.open()
+        except StoreUnavailable as exc:
+            # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
+            log.warning("store not reachable at start-up: %s", exc)
+        app[STORE] = s
+        yield
+        await s.close()
+
+    app.cleanup_ctx.append(store_ctx)
+    prefix = "/api/bucket/{id}/data"
+    routes = [
+        app.router.add_post(f"{prefix}/events/ingest", ingest),
+        app.router.add_post(f"{prefix}/events", retrieve),
+        app.router.add_post(f"{prefix}/events/stats", stats),
+        app.router.add_get(f"{prefix}/eventsKeysByApp", keys_by_app),
+        app.router.add_delete(f"{prefix}/events/delete_all", delete_all),
+        app.router.add_get("/api/openapi.json", openapi),
+    ]
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    if settings.cors_origins:
+        options = aiohttp_cors.ResourceOptions(
+            allow_credentials=False,
+            expose_headers=("X-Next-Cursor", "Retry-After"),
+            allow_headers=("Authorization", "Content-Type", "Content-Encoding"),
+            max_age=600,
+        )
+        cors = aiohttp_cors.setup(app, defaults={o: options for o in settings.cors_origins})
+        for route in routes:
+            cors.add(route)
+    return app

@@ -1,0 +1,118 @@
+"""Bearer-token authentication (pyjwt) and bucket/scope authorisation (API.md §3)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from eventsapi.config import Settings
+from eventsapi.problems import Problem
+
+SCOPES = ("events:read", "events:write", "events:delete")
+_CHALLENGE = 'Bearer realm="eventsapi", error="invalid_token"'
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": _CHALLENGE})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    sub: str
+    buckets: frozenset[str]
+    scopes: frozenset[str]
+
+    def require(self, bucket: str, scope: str) -> None:
+        if scope not in self.scopes:
+            raise Problem(
+                403,
+                f"token lacks scope {scope}",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            )
+        if "*" not in self.buckets and bucket not in self.buckets:
+            raise Problem(403, "token does not grant access to this bucket")
+
+
+class Authenticator:
+    """Verifies tokens with exactly one configured key and its algorithm family."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+        self._leeway = settings.jwt_leeway
+        self._jwks: jwt.PyJWKClient | None = None
+        self._key: Any
+        if settings.jwt_secret:
+            self._key, self._algorithms = settings.jwt_secret, ["HS256"]
+        elif settings.jwt_public_key:
+            key = load_pem_public_key(settings.jwt_public_key.encode())
+            if isinstance(key, rsa.RSAPublicKey):
+                self._algorithms = ["RS256"]
+            elif isinstance(key, ec.EllipticCurvePublicKey):
+                self._algorithms = ["ES256"]
+            else:
+                raise ValueError("EVENTSAPI_JWT_PUBLIC_KEY must be an RSA or EC (P-256) key")
+            self._key = key
+        elif settings.jwks_url:
+            self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
+            self._key, self._algorithms = None, ["RS256", "ES256"]
+        else:
+            raise ValueError("no JWT key configured")
+
+    async def authenticate(self, header: str | None) -> Principal:
+        if not header:
+            raise unauthorized("missing Authorization: Bearer token")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise unauthorized("Authorization must be 'Bearer <token>'")
+        key = self._key
+        if self._jwks is not None:
+            # PyJWKClient fetches with blocking urllib: keep it off the event loop.
+            try:
+                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+            except jwt.PyJWKClientError as exc:
+                raise unauthorized(f"no usable signing key: {exc}") from None
+            except jwt.InvalidTokenError:
+                raise unauthorized("malformed token") from None
+            key = signing_key.key
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise unauthorized("token not yet valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise unauthorized(f"token lacks the {exc.claim} claim") from None
+        except jwt.InvalidTokenError as exc:
+            raise unauthorized(f"invalid token: {type(exc).__name__}") from None
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    sub, buckets, scope = claims.get("sub"), claims.get("buckets", []), claims.get("scope", "")
+    if not isinstance(sub, str) or not sub:
+        raise unauthorized("token sub must be a non-empty string")
+    if not isinstance(buckets, list) or not all(isinstance(b, str) for b in buckets):
+        raise unauthorized("token buckets must be a list of bucket ids")
+    if not isinstance(scope, str):
+        raise unauthorized("token scope must be a space-separated string")
+    return Principal(sub, frozenset(buckets), frozenset(scope.split()))
+
+
+def issue_token(secret: str, sub: str, buckets: list[str], scope: str, ttl: int, now: int) -> str:
+    claims = {"sub": sub, "buckets": buckets, "scope": scope, "iat": now, "nbf": now, "exp": now + ttl}
+    return jwt.encode(claims, secret, algorithm="HS256")

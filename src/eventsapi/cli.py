@@ -1,0 +1,126 @@
+"""The `eventsapi` command: serve, token, bench."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from eventsapi.config import ConfigError, ensure_secret, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from eventsapi.app import create_app
+    from eventsapi.observability import JSONAccessLogger
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    settings = load_settings(host=args.host, port=args.port, store_url=args.store)
+    settings, created = ensure_secret(settings)
+    log = logging.getLogger("eventsapi")
+    if created:
+        log.info(
+            "generated a JWT secret in %s (mode 0600); `eventsapi token` uses it too",
+            settings.data_dir / "jwt-secret",
+        )
+    elif not (settings.jwt_public_key or settings.jwks_url) and not _env_secret():
+        log.info("using the JWT secret in %s", settings.data_dir / "jwt-secret")
+    store_url = settings.resolved_store_url()
+    log.info(
+        "eventsapi listening on http://%s:%d, store %s",
+        settings.host,
+        settings.port,
+        store_url.split("://", 1)[0],
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log_class=JSONAccessLogger,
+        access_log=logging.getLogger("eventsapi.access") if settings.access_log else None,
+        shutdown_timeout=settings.shutdown_timeout,
+        print=None,
+    )
+    return 0
+
+
+def _env_secret() -> bool:
+    import os
+
+    return bool(os.environ.get("EVENTSAPI_JWT_SECRET"))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from eventsapi.auth import SCOPES, issue_token
+    from eventsapi.validation import BUCKET_RE
+
+    settings, _ = ensure_secret(load_settings())
+    if not settings.jwt_secret:
+        print(
+            "eventsapi token signs with HS256: set EVENTSAPI_JWT_SECRET or unset the public key",
+            file=sys.stderr,
+        )
+        return 2
+    scopes = args.scope.split()
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        print(f"unknown scope(s) {bad}; choose from {' '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    for b in args.bucket:
+        if b != "*" and not BUCKET_RE.fullmatch(b):
+            print(f"invalid bucket id {b!r}", file=sys.stderr)
+            return 2
+    if args.ttl <= 0:
+        print("--ttl must be > 0", file=sys.stderr)
+        return 2
+    print(
+        issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time()))
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from eventsapi.bench import run_bench
+
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventsapi", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument(
+        "--store",
+        default=None,
+        help="sqlite:///PATH | influxql://HOST:PORT/DB | influxdb2://HOST:PORT?org=O&bucket=B",
+    )
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="print a signed JWT")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--bucket", action="append", required=True, help="bucket id, or '*' for all")
+    token.add_argument("--scope", default="events:read events:write")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 86400)")
+    token.set_defaults(func=_token)
+
+    from eventsapi.bench import add_bench_arguments
+
+    bench = sub.add_parser("bench", help="load-test a deployment (and its engine directly)")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"eventsapi: configuration error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,74 @@
+"""Prometheus metrics (one registry per app) and the JSON access log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "eventsapi_requests_total",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "eventsapi_request_duration_seconds",
+            "HTTP request latency by route",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.ingested = Counter(
+            "eventsapi_events_ingested_total", "Events accepted by ingest", registry=self.registry
+        )
+        self.rejected = Counter(
+            "eventsapi_events_rejected_total", "Events rejected by ingest", registry=self.registry
+        )
+        self.store_errors = Counter(
+            "eventsapi_store_errors_total",
+            "Store operations that failed or timed out",
+            ["kind"],
+            registry=self.registry,
+        )
+
+
+def route_name(request: web.Request) -> str:
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None:
+        return "unmatched"
+    return str(resource.canonical)
+
+
+class JSONAccessLogger(AbstractAccessLogger):
+    """One JSON line per request. The path is logged without its query string, and no
+    header or body is logged, so tokens and payloads never reach the log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        self.logger.info(
+            json.dumps(
+                {
+                    "ts": round(time.time(), 3),
+                    "remote": request.remote,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "bytes": response.body_length,
+                    "duration_ms": round(time_ * 1000, 2),
+                }
+            )
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)

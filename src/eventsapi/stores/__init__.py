@@ -1,0 +1,1 @@
+"""Storage back ends: the interface in `base`, one module per engine."""

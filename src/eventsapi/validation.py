@@ -1,0 +1,306 @@
+"""Turns request bodies into validated values; every rule of API.md §5 about input lives here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from eventsapi.cursor import BadCursor, decode_cursor
+from eventsapi.problems import Problem, ValidationProblem
+from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
+from eventsapi.windows import TooManyWindows, window_starts
+
+BUCKET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+MAX_NAME = 256
+MAX_ID = 128
+MAX_DATA_BYTES = 64 * 1024
+FUTURE_SLACK_MS = 24 * 3600 * 1000
+INTERVALS = ("minute", "hour", "day")
+
+
+def check_bucket(bucket: str) -> str:
+    if not BUCKET_RE.fullmatch(bucket):
+        raise ValidationProblem(
+            [{"field": "id", "message": "bucket id must be 1-64 characters of [A-Za-z0-9_.-]"}]
+        )
+    return bucket
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(text: bytes | str) -> Any:
+    """Strict JSON: no NaN/Infinity; deep nesting and huge numbers raise ValueError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def name_error(value: object, max_len: int = MAX_NAME) -> str | None:
+    if not isinstance(value, str):
+        return "must be a string"
+    if not 1 <= len(value) <= max_len:
+        return f"must be 1-{max_len} characters"
+    if _FORBIDDEN.search(value):
+        return "must not contain control characters"
+    return None
+
+
+def parse_time(value: object) -> int:
+    """Epoch milliseconds from a number of ms or an ISO 8601 string (naive = UTC)."""
+    if isinstance(value, bool):
+        raise ValueError("must be epoch milliseconds or an ISO 8601 string")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return math.floor(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError("must be epoch milliseconds or an ISO 8601 string") from exc
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return math.floor(dt.timestamp() * 1000)
+    raise ValueError("must be epoch milliseconds or an ISO 8601 string")
+
+
+class IdMaker:
+    """Server-assigned ids: receipt time in hex, a per-batch random part, the index.
+
+    Ids of one batch sort in ingest order, so among events sharing a millisecond the
+    later-ingested ones come first in newest-first reads.
+    """
+
+    def __init__(self, now_ms: int) -> None:
+        self.prefix = f"{now_ms:012x}{os.urandom(7).hex()}"
+
+    def __call__(self, index: int) -> str:
+        return f"{self.prefix}{index:06x}"
+
+
+def _event(item: object, now_ms: int, make_id: Callable[[int], str], index: int) -> NewEvent:
+    """One event from a flat or PM2 `human:event` object; raises ValueError with the reason."""
+    if not isinstance(item, dict):
+        raise ValueError("event must be a JSON object")
+    process = item.get("process")
+    if "event_name" not in item and "name" in item and isinstance(process, dict):
+        name, app, server = item.get("name"), process.get("name"), process.get("server", "")
+        fields = ("name", "process.name", "process.server")
+    else:
+        name, app = item.get("event_name"), item.get("app_name")
+        server = item.get("server_name", "")
+        fields = ("event_name", "app_name", "server_name")
+    for field, value in zip(fields, (name, app), strict=False):
+        err = name_error(value)
+        if err:
+            raise ValueError(f"{field} {err}")
+    if server is None:
+        server = ""
+    if server != "":
+        err = name_error(server)
+        if err:
+            raise ValueError(f"{fields[2]} {err}")
+    at_raw = item.get("at")
+    if at_raw is None:
+        at = now_ms
+    else:
+        try:
+            at = parse_time(at_raw)
+        except ValueError as exc:
+            raise ValueError(f"at {exc}") from None
+        if not 0 <= at <= now_ms + FUTURE_SLACK_MS:
+            raise ValueError("at must lie between 1970-01-01 and now + 24 h")
+    data = item.get("data")
+    if data is None:
+        data_text = "{}"
+    elif not isinstance(data, dict):
+        raise ValueError("data must be a JSON object")
+    else:
+        data_text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            size = len(data_text.encode())
+        except UnicodeEncodeError:
+            raise ValueError("data contains a lone surrogate") from None
+        if size > MAX_DATA_BYTES:
+            raise ValueError(f"data is {size} bytes serialised; at most {MAX_DATA_BYTES}")
+    event_id = item.get("id")
+    if event_id is None:
+        event_id = make_id(index)
+    else:
+        err = name_error(event_id, MAX_ID)
+        if err:
+            raise ValueError(f"id {err}")
+    return NewEvent(event_id, name, app, server, at, data_text)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    events: list[NewEvent]
+    rejected: list[dict[str, object]]
+
+
+def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None = None) -> IngestBatch:
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    items: list[object]
+    pre_rejected: dict[int, str] = {}
+    if ndjson:
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            raise Problem(400, "body is not UTF-8") from None
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        if len(lines) > max_events:
+            raise Problem(413, f"{len(lines)} events in one request; at most {max_events}")
+        items = []
+        for i, line in enumerate(lines):
+            try:
+                items.append(loads(line))
+            except ValueError as exc:
+                items.append(None)
+                pre_rejected[i] = f"line is not valid JSON: {exc}"
+    else:
+        try:
+            parsed = loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Problem(400, f"body is not valid JSON: {exc}") from None
+        if not isinstance(parsed, list):
+            raise Problem(400, "body must be a JSON array of events (or NDJSON)")
+        if len(parsed) > max_events:
+            raise Problem(413, f"{len(parsed)} events in one request; at most {max_events}")
+        items = parsed
+    make_id = IdMaker(now_ms)
+    events: list[NewEvent] = []
+    rejected: list[dict[str, object]] = []
+    for i, item in enumerate(items):
+        if i in pre_rejected:
+            rejected.append({"index": i, "error": pre_rejected[i]})
+            continue
+        try:
+            events.append(_event(item, now_ms, make_id, i))
+        except ValueError as exc:
+            rejected.append({"index": i, "error": str(exc)})
+    return IngestBatch(events, rejected)
+
+
+class _Fields:
+    """Collects field errors so one response lists all of them."""
+
+    def __init__(self, body: object, allowed: set[str]) -> None:
+        if not isinstance(body, dict):
+            raise Problem(400, "body must be a JSON object")
+        self.body = body
+        self.errors: list[dict[str, str]] = [
+            {"field": k, "message": "unknown field"} for k in body if k not in allowed
+        ]
+
+    def fail(self, field: str, message: str) -> None:
+        self.errors.append({"field": field, "message": message})
+
+    def name(self, field: str, required: bool = False, allow_empty: bool = False) -> str | None:
+        value = self.body.get(field)
+        if value is None:
+            if required:
+                self.fail(field, "is required")
+            return None
+        if allow_empty and value == "":
+            return ""
+        err = name_error(value)
+        if err:
+            self.fail(field, err)
+            return None
+        return value  # type: ignore[no-any-return]
+
+    def integer(self, field: str, default: int, lo: int, hi: int) -> int:
+        value = self.body.get(field, default)
+        if type(value) is not int or not lo <= value <= hi:
+            self.fail(field, f"must be an integer from {lo} to {hi}")
+            return default
+        return value
+
+    def time(self, field: str) -> int | None:
+        value = self.body.get(field)
+        if value is None:
+            return None
+        try:
+            return parse_time(value)
+        except ValueError as exc:
+            self.fail(field, str(exc))
+            return None
+
+    def done(self) -> None:
+        if self.errors:
+            raise ValidationProblem(self.errors)
+
+
+_RETRIEVE_FIELDS = {"event_name", "app_name", "server_name", "limit", "offset", "start", "end", "cursor"}
+_STATS_FIELDS = {"event_name", "app_name", "server_name", "days", "interval", "tz"}
+
+
+def parse_retrieve(bucket: str, body: object) -> EventQuery:
+    f = _Fields(body, _RETRIEVE_FIELDS)
+    name = f.name("event_name", required=True)
+    app = f.name("app_name")
+    server = f.name("server_name", allow_empty=True)
+    limit = f.integer("limit", 100, 1, 1000)
+    offset = f.integer("offset", 0, 0, 100_000)
+    start, end = f.time("start"), f.time("end")
+    after = None
+    cursor = f.body.get("cursor")
+    if cursor is not None:
+        if not isinstance(cursor, str):
+            f.fail("cursor", "must be a string")
+        else:
+            try:
+                after = decode_cursor(cursor)
+            except BadCursor as exc:
+                f.fail("cursor", str(exc))
+    f.done()
+    assert name is not None
+    return EventQuery(bucket, name, app, server, limit, offset, start, end, after)
+
+
+def parse_stats(bucket: str, body: object, now_ms: int | None = None) -> StatsQuery:
+    f = _Fields(body, _STATS_FIELDS)
+    name = f.name("event_name", required=True)
+    app = f.name("app_name")
+    server = f.name("server_name", allow_empty=True)
+    days = f.body.get("days", 2)
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
+        f.fail("days", "must be a number greater than 0 and at most 365")
+        days = 2
+    interval = f.body.get("interval", "minute")
+    if interval not in INTERVALS:
+        f.fail("interval", "must be one of minute, hour, day")
+        interval = "minute"
+    tz_name = f.body.get("tz", "UTC")
+    tz = None
+    if not isinstance(tz_name, str) or not tz_name or len(tz_name) > 64:
+        f.fail("tz", "must be an IANA time zone name")
+    else:
+        try:
+            tz = ZoneInfo(tz_name)
+        except Exception:  # ZoneInfo raises several types for bad keys
+            f.fail("tz", f"unknown IANA time zone {tz_name!r}")
+    f.done()
+    assert name is not None and tz is not None
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        starts, end = window_starts(now_ms, float(days), interval, tz)
+    except TooManyWindows as exc:
+        raise ValidationProblem([{"field": "days", "message": f"too many windows: {exc}"}]) from None
+    return StatsQuery(bucket, name, app, server, starts, end, interval, tz_name)

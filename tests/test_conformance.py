@@ -1,0 +1,501 @@
+"""The HTTP contract of API.md, written once and run against every available store."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jwt
+import pytest
+
+from conftest import ALL_SCOPES, SECRET, Api, ApiFactory, make_token
+
+HOSTILE = [
+    'quote"d',
+    "single'quote",
+    "back\\slash",
+    "trailing\\",
+    "\\\\double",
+    "${interp}",
+    "a |> drop()",
+    "comma,separated",
+    "with space",
+    "eq=sign",
+    '") |> yield() //',
+    "' OR 1=1 --",
+    ".*",
+    "ünïcødé ✓",
+    "%25",
+    "%",
+]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ev(name: str = "deploy", app: str = "api", server: str | None = "s1", **kw: Any) -> dict[str, Any]:
+    e: dict[str, Any] = {"event_name": name, "app_name": app, **kw}
+    if server is not None:
+        e["server_name"] = server
+    return e
+
+
+# -- ingest and retrieve ----------------------------------------------------------------------
+
+
+async def test_ingest_then_retrieve_round_trip(api: Api, bucket: str) -> None:
+    t = now_ms() - 5000
+    res = await api.ingest(bucket, [ev(at=t, data={"n": 1, "nested": {"a": [1, "x"]}}, id="e1"),
+                                    ev(at=t + 1, data={"n": 2}, server=None)])
+    assert res == {"accepted": 2, "rejected": []}
+    rows, cursor = await api.retrieve(bucket, event_name="deploy")
+    assert cursor is None
+    assert [r["at"] for r in rows] == [t + 1, t]
+    assert rows[1] == {"id": "e1", "event_name": "deploy", "app_name": "api", "server_name": "s1",
+                       "at": t, "data": {"n": 1, "nested": {"a": [1, "x"]}}}
+    assert rows[0]["server_name"] == "" and rows[0]["data"] == {"n": 2} and rows[0]["id"]
+
+
+async def test_pm2_packet_and_iso_time(api: Api, bucket: str) -> None:
+    iso = "2026-01-02T03:04:05.678Z"
+    packet = {"name": "restart", "at": iso, "data": {"why": "oom"},
+              "process": {"name": "web", "server": "srv-1", "pm_id": 3, "rev": "abc"}}
+    assert (await api.ingest(bucket, [packet]))["accepted"] == 1
+    rows, _ = await api.retrieve(bucket, event_name="restart", app_name="web")
+    assert len(rows) == 1
+    assert rows[0]["at"] == int(datetime(2026, 1, 2, 3, 4, 5, 678000, UTC).timestamp() * 1000)
+    assert (rows[0]["app_name"], rows[0]["server_name"], rows[0]["data"]) == ("web", "srv-1", {"why": "oom"})
+
+
+async def test_default_at_is_receipt_time(api: Api, bucket: str) -> None:
+    before = now_ms()
+    await api.ingest(bucket, [ev()])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert before <= rows[0]["at"] <= now_ms()
+
+
+async def test_ndjson_and_gzip(api: Api, bucket: str) -> None:
+    t = now_ms() - 1000
+    lines = "\n".join(json.dumps(ev(at=t + i, data={"i": i})) for i in range(5)) + "\nnot json\n"
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=lines.encode(),
+                             headers={**api.auth(), "Content-Type": "application/x-ndjson"})
+    body = await resp.json()
+    assert resp.status == 200 and body["accepted"] == 5 and [r["index"] for r in body["rejected"]] == [5]
+    gz = gzip.compress(json.dumps([ev(name="gz", at=t)]).encode())
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=gz,
+                             headers={**api.auth(), "Content-Type": "application/json",
+                                      "Content-Encoding": "gzip"})
+    assert resp.status == 200 and (await resp.json())["accepted"] == 1
+    rows, _ = await api.retrieve(bucket, event_name="gz")
+    assert len(rows) == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "fragment"),
+    [
+        ({"app_name": "a"}, "event_name"),
+        ({"event_name": "e"}, "app_name"),
+        ({"event_name": "", "app_name": "a"}, "event_name"),
+        ({"event_name": "x" * 257, "app_name": "a"}, "event_name"),
+        ({"event_name": "new\nline", "app_name": "a"}, "control"),
+        ({"event_name": "tab\t", "app_name": "a"}, "control"),
+        ({"event_name": "nul\x00", "app_name": "a"}, "control"),
+        ({"event_name": "e", "app_name": "a", "server_name": "s\r"}, "control"),
+        ({"event_name": "e", "app_name": 5}, "app_name"),
+        ({"event_name": "e", "app_name": "a", "at": -1}, "1970"),
+        ({"event_name": "e", "app_name": "a", "at": 10**15}, "24 h"),
+        ({"event_name": "e", "app_name": "a", "at": "yesterday"}, "ISO 8601"),
+        ({"event_name": "e", "app_name": "a", "at": True}, "at"),
+        ({"event_name": "e", "app_name": "a", "data": [1]}, "object"),
+        ({"event_name": "e", "app_name": "a", "data": "x"}, "object"),
+        ({"event_name": "e", "app_name": "a", "data": {"x": "y" * 70000}}, "bytes"),
+        ({"event_name": "e", "app_name": "a", "id": ""}, "id"),
+        ({"event_name": "e", "app_name": "a", "id": "i" * 129}, "id"),
+        ({"event_name": "e", "app_name": "a", "id": 7}, "id"),
+        ("just a string", "object"),
+    ],
+)
+async def test_invalid_events_are_reported_and_nothing_of_them_stored(
+    api: Api, bucket: str, event: Any, fragment: str
+) -> None:
+    res = await api.ingest(bucket, [ev(name="good", at=now_ms() - 10), event])
+    assert res["accepted"] == 1
+    assert len(res["rejected"]) == 1 and res["rejected"][0]["index"] == 1
+    assert fragment in res["rejected"][0]["error"]
+    keys = await api.keys(bucket)
+    assert keys == [{"app_name": "api", "events": ["good"]}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(b"{not json", 400), (b'{"event_name": "x"}', 400), (b"[1, 2", 400), (b"[NaN]", 400),
+     (b"[" * 100000 + b"]" * 100000, 400), (b"[" + b"9" * 5000 + b"]", 400), (b"\xff\xfe", 400)],
+)
+async def test_malformed_body_is_400(api: Api, bucket: str, body: bytes, status: int) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=body,
+                             headers={**api.auth(), "Content-Type": "application/json"})
+    assert resp.status == status
+    problem = await resp.json(content_type=None)
+    assert resp.content_type == "application/problem+json"
+    assert problem["status"] == status and "Traceback" not in problem["detail"]
+
+
+async def test_too_many_events_is_413(api: Api, bucket: str) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest",
+                             json=[ev()] * 10_001)
+    assert resp.status == 413
+    assert await api.keys(bucket) == []
+
+
+async def test_body_too_large_is_413_and_gzip_bomb_too(api: Api, bucket: str) -> None:
+    big = b"[" + b" " * (11 * 1024 * 1024) + b"]"
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=big,
+                             headers={**api.auth(), "Content-Type": "application/json"})
+    assert resp.status == 413
+    bomb = gzip.compress(big)
+    assert len(bomb) < 64 * 1024
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=bomb,
+                             headers={**api.auth(), "Content-Type": "application/json",
+                                      "Content-Encoding": "gzip"})
+    assert resp.status == 413
+    assert resp.content_type == "application/problem+json"
+
+
+# -- hostile names ----------------------------------------------------------------------------
+
+
+async def test_hostile_names_are_stored_and_matched_literally(api: Api, bucket: str) -> None:
+    t = now_ms() - 60_000
+    events = [ev(name=h, app=h, server=h, at=t + i, id=f"id-{h}", data={"h": h})
+              for i, h in enumerate(HOSTILE)]
+    events += [ev(name="plain", app="plain", server="plain", at=t, id="plain")]
+    assert (await api.ingest(bucket, events))["accepted"] == len(HOSTILE) + 1
+    for h in HOSTILE:
+        rows, _ = await api.retrieve(bucket, event_name=h, app_name=h, server_name=h)
+        assert [(r["event_name"], r["app_name"], r["server_name"], r["id"], r["data"]) for r in rows] == [
+            (h, h, h, f"id-{h}", {"h": h})
+        ], h
+        counts = await api.stats(bucket, event_name=h, app_name=h, server_name=h, days=1, interval="hour")
+        assert sum(c for _, c in counts) == 1, h
+    keys = await api.keys(bucket)
+    assert keys == sorted([{"app_name": h, "events": [h]} for h in [*HOSTILE, "plain"]],
+                          key=lambda k: k["app_name"])
+
+
+async def test_hostile_names_never_reach_another_bucket(api: Api, bucket: str) -> None:
+    other = bucket + "-other"
+    await api.ingest(other, [ev(name=h, at=now_ms() - 1000) for h in HOSTILE])
+    for h in HOSTILE:
+        rows, _ = await api.retrieve(bucket, event_name=h)
+        assert rows == []
+
+
+# -- ordering, cursors, bursts ----------------------------------------------------------------
+
+
+async def test_burst_sharing_one_millisecond_is_kept_and_paged_exactly(api: Api, bucket: str) -> None:
+    t = now_ms() - 30_000
+    burst = [ev(name="tick", at=t, data={"i": i}) for i in range(1000)]
+    burst += [ev(name="tick", at=t + 1, data={"i": "later"}), ev(name="tick", at=t - 1, data={"i": "earlier"})]
+    assert (await api.ingest(bucket, burst))["accepted"] == 1002
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(20):
+        body: dict[str, Any] = {"event_name": "tick", "limit": 100}
+        if cursor:
+            body["cursor"] = cursor
+        rows, cursor = await api.retrieve(bucket, **body)
+        seen += rows
+        if cursor is None:
+            break
+    assert len(seen) == 1002
+    assert len({r["id"] for r in seen}) == 1002
+    keys = [(r["at"], r["id"]) for r in seen]
+    assert keys == sorted(keys, reverse=True)
+    assert seen[0]["data"] == {"i": "later"} and seen[-1]["data"] == {"i": "earlier"}
+    counts = await api.stats(bucket, event_name="tick", days=1, interval="hour")
+    assert sum(c for _, c in counts) == 1002
+
+
+async def test_client_ids_order_ties_by_id_desc(api: Api, bucket: str) -> None:
+    t = now_ms() - 1000
+    ids = ["b", "a", "d", "c", "aa"]
+    await api.ingest(bucket, [ev(at=t, id=i) for i in ids])
+    rows, _ = await api.retrieve(bucket, event_name="deploy", limit=2)
+    assert [r["id"] for r in rows] == ["d", "c"]
+    rows, cur = await api.retrieve(bucket, event_name="deploy", limit=2, offset=2)
+    assert [r["id"] for r in rows] == ["b", "aa"] and cur is not None
+    rows, _ = await api.retrieve(bucket, event_name="deploy", limit=3, cursor=cur)
+    assert [r["id"] for r in rows] == ["a"]
+
+
+async def test_filters_limit_offset_and_time_range(api: Api, bucket: str) -> None:
+    t = now_ms() - 100_000
+    events = [ev(app=f"app{i % 2}", server=f"s{i % 3}", at=t + i * 1000, id=f"e{i:02d}") for i in range(30)]
+    await api.ingest(bucket, events)
+    rows, cursor = await api.retrieve(bucket, event_name="deploy", app_name="app1", limit=5)
+    assert [r["id"] for r in rows] == ["e29", "e27", "e25", "e23", "e21"] and cursor
+    rows, _ = await api.retrieve(bucket, event_name="deploy", server_name="s0", limit=3, offset=1)
+    assert [r["id"] for r in rows] == ["e24", "e21", "e18"]
+    rows, _ = await api.retrieve(bucket, event_name="deploy", app_name="app0", server_name="s0")
+    assert [r["id"] for r in rows] == ["e24", "e18", "e12", "e06", "e00"]
+    rows, _ = await api.retrieve(bucket, event_name="deploy", start=t + 10_000,
+                                 end=datetime.fromtimestamp((t + 13_000) / 1000, UTC).isoformat())
+    assert [r["id"] for r in rows] == ["e12", "e11", "e10"]
+    rows, _ = await api.retrieve(bucket, event_name="nothing")
+    assert rows == []
+
+
+async def test_old_events_are_found_newest_first(api: Api, bucket: str) -> None:
+    """Events years apart: the newest page is found whatever the gap."""
+    base = int(datetime(2001, 5, 5, tzinfo=UTC).timestamp() * 1000)
+    await api.ingest(bucket, [ev(at=base, id="old"), ev(at=base + 86_400_000 * 3000, id="mid"),
+                              ev(at=0, id="epoch")])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert [r["id"] for r in rows] == ["mid", "old", "epoch"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"event_name": ""}, {"event_name": 3}, {"event_name": "e", "limit": 0},
+     {"event_name": "e", "limit": 1001}, {"event_name": "e", "limit": "10"},
+     {"event_name": "e", "offset": -1}, {"event_name": "e", "offset": 100_001},
+     {"event_name": "e", "cursor": "garbage!"}, {"event_name": "e", "cursor": 5},
+     {"event_name": "e", "start": "not a date"}, {"event_name": "e", "bogus": 1},
+     {"event_name": "e", "app_name": "x\ny"}, [1, 2]],
+)
+async def test_retrieve_validation(api: Api, bucket: str, body: Any) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json=body)
+    assert resp.status == 400
+    problem = await resp.json(content_type=None)
+    assert problem["status"] == 400 and problem["title"] == "Bad Request"
+
+
+@pytest.mark.parametrize("bad", ["a" * 65, "sp ace", "semi;colon", "ü", "a%2Fb"])
+async def test_bad_bucket_id_is_400(api: Api, bad: str) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bad}/data/events", json={"event_name": "x"})
+    assert resp.status == 400
+    assert (await resp.json(content_type=None))["errors"][0]["field"] == "id"
+
+
+# -- idempotency ------------------------------------------------------------------------------
+
+
+async def test_resending_same_id_stores_nothing_new(api: Api, bucket: str) -> None:
+    t = now_ms() - 5000
+    batch = [ev(at=t, id="x1", data={"v": 1}), ev(at=t, id="x2", data={"v": 2})]
+    await api.ingest(bucket, batch)
+    again = await api.ingest(bucket, [*batch, ev(at=t, id="x1", data={"v": 1})])
+    assert again["accepted"] == 3
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert sorted(r["id"] for r in rows) == ["x1", "x2"]
+    counts = await api.stats(bucket, event_name="deploy", days=1, interval="hour")
+    assert sum(c for _, c in counts) == 2
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+async def test_stats_minute_windows_zero_filled(api: Api, bucket: str) -> None:
+    now = now_ms()
+    minute = 60_000
+    cur = now - now % minute
+    await api.ingest(bucket, [ev(at=cur - 5 * minute + 1), ev(at=cur - 5 * minute + 2), ev(at=cur - minute),
+                              ev(name="other", at=cur - minute), ev(at=now - 3 * 86_400_000)])
+    counts = await api.stats(bucket, event_name="deploy")
+    # 2 days of minutes: every window from the one containing now-2d to the one containing now.
+    assert counts[-1][0] == cur
+    assert counts[0][0] == (now - 2 * 86_400_000) // minute * minute
+    assert len(counts) in (2881, 2882)
+    assert all(b[0] - a[0] == minute for a, b in zip(counts, counts[1:], strict=False))
+    as_dict = dict((t, c) for t, c in counts)
+    assert as_dict[cur - 5 * minute] == 2 and as_dict[cur - minute] == 1
+    assert sum(as_dict.values()) == 3
+
+
+async def test_stats_filters_by_app_and_server(api: Api, bucket: str) -> None:
+    t = now_ms() - 3_600_000
+    await api.ingest(bucket, [ev(app="a", server="x", at=t), ev(app="a", server="y", at=t),
+                              ev(app="b", server="x", at=t), ev(app="a", server=None, at=t)])
+    async def total(**f: Any) -> int:
+        return sum(c for _, c in await api.stats(bucket, event_name="deploy", interval="hour", **f))
+    assert await total() == 4
+    assert await total(app_name="a") == 3
+    assert await total(server_name="x") == 2
+    assert await total(app_name="a", server_name="x") == 1
+    assert await total(server_name="") == 1
+    assert await total(app_name="zzz") == 0
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
+async def test_stats_day_windows_start_at_local_midnight(api: Api, bucket: str, tz: str) -> None:
+    zone = ZoneInfo(tz)
+    local_now = datetime.now(zone)
+    midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = (midnight - timedelta(hours=12)).replace(hour=0)
+    m = int(midnight.timestamp() * 1000)
+    await api.ingest(bucket, [ev(at=m), ev(at=m - 1), ev(at=m - 2),
+                              ev(at=int(yesterday.timestamp() * 1000))])
+    counts = await api.stats(bucket, event_name="deploy", days=365, interval="day", tz=tz)
+    starts = [datetime.fromtimestamp(t / 1000, zone) for t, _ in counts]
+    assert all((s.hour, s.minute) == (0, 0) for s in starts), tz
+    lengths = {b[0] - a[0] for a, b in zip(counts, counts[1:], strict=False)}
+    if tz != "Asia/Kolkata":  # a year of a DST zone has 23 h and 25 h days
+        assert len(lengths) > 1, lengths
+    else:
+        assert lengths == {86_400_000}
+    as_dict = dict((t, c) for t, c in counts)
+    assert as_dict[m] == 1
+    assert as_dict[int(yesterday.timestamp() * 1000)] == 3
+    assert sum(as_dict.values()) == 4
+    assert counts[-1][0] == m
+
+
+async def test_stats_hour_windows_in_half_hour_zone(api: Api, bucket: str) -> None:
+    t = now_ms() - 2 * 3_600_000
+    await api.ingest(bucket, [ev(at=t)])
+    counts = await api.stats(bucket, event_name="deploy", days=1, interval="hour", tz="Asia/Kolkata")
+    zone = ZoneInfo("Asia/Kolkata")
+    assert all(datetime.fromtimestamp(w / 1000, zone).minute == 0 for w, _ in counts)
+    assert sum(c for _, c in counts) == 1
+    assert len(counts) in (25, 26)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"event_name": "e", "days": 0}, {"event_name": "e", "days": 366}, {"event_name": "e", "days": "2"},
+     {"event_name": "e", "interval": "week"}, {"event_name": "e", "tz": "Mars/Olympus"},
+     {"event_name": "e", "tz": "../../etc/passwd"}, {"event_name": "e", "days": 70, "interval": "minute"},
+     {"app_name": "a"}, {"event_name": "e", "days": True}],
+)
+async def test_stats_validation(api: Api, bucket: str, body: Any) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/stats", json=body)
+    assert resp.status == 400
+
+
+# -- keys and delete --------------------------------------------------------------------------
+
+
+async def test_keys_by_app_sorted(api: Api, bucket: str) -> None:
+    t = now_ms() - 1000
+    await api.ingest(bucket, [ev(name=n, app=a, at=t) for a, n in
+                              [("zeta", "b"), ("alpha", "z"), ("alpha", "a"), ("zeta", "a"), ("alpha", "a")]])
+    assert await api.keys(bucket) == [{"app_name": "alpha", "events": ["a", "z"]},
+                                      {"app_name": "zeta", "events": ["a", "b"]}]
+    assert await api.keys(bucket + "x") == []
+
+
+async def test_delete_all_is_isolated_and_complete(api: Api, bucket: str) -> None:
+    other = bucket + "-keep"
+    t = now_ms() - 1000
+    await api.ingest(bucket, [ev(at=t, id="gone"), ev(name="x", app="b", at=t)])
+    await api.ingest(other, [ev(at=t, id="kept")])
+    await api.delete_all(bucket)
+    assert (await api.retrieve(bucket, event_name="deploy"))[0] == []
+    assert sum(c for _, c in await api.stats(bucket, event_name="deploy", interval="hour")) == 0
+    assert await api.keys(bucket) == []
+    rows, _ = await api.retrieve(other, event_name="deploy")
+    assert [r["id"] for r in rows] == ["kept"]
+    assert await api.keys(other) == [{"app_name": "api", "events": ["deploy"]}]
+    # The bucket is usable again, and an id from before the delete is new again.
+    await api.ingest(bucket, [ev(at=t, id="gone")])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert [r["id"] for r in rows] == ["gone"]
+    await api.delete_all(bucket + "-never-written")
+
+
+async def test_restart_keeps_data(make_api: ApiFactory, bucket: str) -> None:
+    first = await make_api()
+    await first.ingest(bucket, [ev(at=now_ms() - 10, id="persist")])
+    await first.client.close()
+    second = await make_api()
+    rows, _ = await second.retrieve(bucket, event_name="deploy")
+    assert [r["id"] for r in rows] == ["persist"]
+
+
+# -- authentication and authorisation --------------------------------------------------------
+
+
+def _none_token() -> str:
+    import base64
+
+    def b64(d: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return b64({"alg": "none", "typ": "JWT"}) + "." + b64(
+        {"sub": "x", "buckets": ["*"], "scope": ALL_SCOPES, "exp": int(time.time()) + 600}) + "."
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("Basic dXNlcjpwYXNz", 401),
+        ("Bearer", 401),
+        ("Bearer garbage", 401),
+        ("Bearer " + make_token(ttl=-3600), 401),
+        ("Bearer " + _none_token(), 401),
+        ("Bearer " + make_token(secret="another-secret-another-secret-another"), 401),
+        ("Bearer " + make_token(exp=None), 401),
+        ("Bearer " + make_token(nbf=int(time.time()) + 3600), 401),
+        ("Bearer " + make_token(sub=None), 401),
+        ("Bearer " + make_token(buckets=["someone-else"]), 403),
+        ("Bearer " + make_token(scope="events:write"), 403),
+    ],
+)
+async def test_auth_failures(api: Api, bucket: str, header: str | None, status: int) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x"},
+                             headers=headers)
+    assert resp.status == status
+    assert resp.content_type == "application/problem+json"
+    if status == 401:
+        assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+
+
+async def test_scopes_per_route(api: Api, bucket: str) -> None:
+    read_only = api.auth(make_token([bucket], "events:read"))
+    write_only = api.auth(make_token([bucket], "events:write"))
+    r = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", json=[ev()], headers=read_only)
+    assert r.status == 403
+    r = await api.request("DELETE", f"/api/bucket/{bucket}/data/events/delete_all", headers=read_only)
+    assert r.status == 403
+    r = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", json=[ev()], headers=write_only)
+    assert r.status == 200
+    r = await api.request("GET", f"/api/bucket/{bucket}/data/eventsKeysByApp", headers=write_only)
+    assert r.status == 403
+    r = await api.request("GET", f"/api/bucket/{bucket}/data/eventsKeysByApp", headers=read_only)
+    assert r.status == 200 and len(await r.json()) == 1
+
+
+def test_hs_token_fixture_is_sane() -> None:
+    claims = jwt.decode(make_token(), SECRET, algorithms=["HS256"])
+    assert claims["buckets"] == ["*"]
+
+
+# -- the rest of the surface -----------------------------------------------------------------
+
+
+async def test_unknown_route_and_method(api: Api) -> None:
+    r = await api.request("GET", "/nope")
+    assert r.status == 404 and r.content_type == "application/problem+json"
+    r = await api.request("GET", "/api/bucket/b/data/events")
+    assert r.status == 405 and r.content_type == "application/problem+json"
+
+
+async def test_health_ready_metrics_openapi(api: Api, bucket: str) -> None:
+    assert (await api.request("GET", "/healthz", headers={})).status == 200
+    assert (await api.request("GET", "/readyz", headers={})).status == 200
+    await api.ingest(bucket, [ev()])
+    r = await api.request("GET", "/metrics", headers={})
+    text = await r.text()
+    assert r.status == 200 and "eventsapi_events_ingested_total 1.0" in text
+    assert 'eventsapi_requests_total{method="POST",route="/api/bucket/{id}/data/events/ingest",status="200"}' in text
+    assert "eventsapi_request_duration_seconds_bucket" in text
+    doc = await (await api.request("GET", "/api/openapi.json", headers={})).json()
+    assert doc["openapi"].startswith("3.1")
