@@ -92,8 +92,7 @@ async def check_against_openapi(method: str, path: str, resp: ClientResponse) ->
 def _rewrite_refs(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: ("urn:openapi" + v if k == "$ref" and v.startswith("#") else _rewrite_refs(v))
-            for k, v in node.items()
+            k: ("urn:openapi" + v if k == "$ref" and v.startswith("#") else _rewrite_refs(v)) for k, v in node.items()
         }
     if isinstance(node, list):
         return [_rewrite_refs(v) for v in node]
@@ -208,9 +207,7 @@ ApiFactory = Callable[..., Awaitable[Api]]
 
 
 @pytest.fixture
-async def make_api(
-    store_url: str, store_settings: Settings, store_kind: str
-) -> AsyncIterator[ApiFactory]:
+async def make_api(store_url: str, store_settings: Settings, store_kind: str) -> AsyncIterator[ApiFactory]:
     """Start an app on the store under test; call again to 'restart' on the same data."""
     clients: list[TestClient[Any, Any]] = []
 

@@ -59,9 +59,7 @@ class InfluxD:
         conf = self.dir / "influxdb.conf"
         conf.write_text(CONFIG.format(dir=self.dir, port=self.port, rpc_port=self.rpc_port))
         log = open(self.dir / "influxd.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(
-            ["influxd", "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

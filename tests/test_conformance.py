@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -50,21 +51,36 @@ def ev(name: str = "deploy", app: str = "api", server: str | None = "s1", **kw: 
 
 async def test_ingest_then_retrieve_round_trip(api: Api, bucket: str) -> None:
     t = now_ms() - 5000
-    res = await api.ingest(bucket, [ev(at=t, data={"n": 1, "nested": {"a": [1, "x"]}}, id="e1"),
-                                    ev(at=t + 1, data={"n": 2}, server=None)])
+    res = await api.ingest(
+        bucket,
+        [
+            ev(at=t, data={"n": 1, "nested": {"a": [1, "x"]}}, id="e1"),
+            ev(at=t + 1, data={"n": 2}, server=None),
+        ],
+    )
     assert res == {"accepted": 2, "rejected": []}
     rows, cursor = await api.retrieve(bucket, event_name="deploy")
     assert cursor is None
     assert [r["at"] for r in rows] == [t + 1, t]
-    assert rows[1] == {"id": "e1", "event_name": "deploy", "app_name": "api", "server_name": "s1",
-                       "at": t, "data": {"n": 1, "nested": {"a": [1, "x"]}}}
+    assert rows[1] == {
+        "id": "e1",
+        "event_name": "deploy",
+        "app_name": "api",
+        "server_name": "s1",
+        "at": t,
+        "data": {"n": 1, "nested": {"a": [1, "x"]}},
+    }
     assert rows[0]["server_name"] == "" and rows[0]["data"] == {"n": 2} and rows[0]["id"]
 
 
 async def test_pm2_packet_and_iso_time(api: Api, bucket: str) -> None:
     iso = "2026-01-02T03:04:05.678Z"
-    packet = {"name": "restart", "at": iso, "data": {"why": "oom"},
-              "process": {"name": "web", "server": "srv-1", "pm_id": 3, "rev": "abc"}}
+    packet = {
+        "name": "restart",
+        "at": iso,
+        "data": {"why": "oom"},
+        "process": {"name": "web", "server": "srv-1", "pm_id": 3, "rev": "abc"},
+    }
     assert (await api.ingest(bucket, [packet]))["accepted"] == 1
     rows, _ = await api.retrieve(bucket, event_name="restart", app_name="web")
     assert len(rows) == 1
@@ -82,14 +98,21 @@ async def test_default_at_is_receipt_time(api: Api, bucket: str) -> None:
 async def test_ndjson_and_gzip(api: Api, bucket: str) -> None:
     t = now_ms() - 1000
     lines = "\n".join(json.dumps(ev(at=t + i, data={"i": i})) for i in range(5)) + "\nnot json\n"
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=lines.encode(),
-                             headers={**api.auth(), "Content-Type": "application/x-ndjson"})
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=lines.encode(),
+        headers={**api.auth(), "Content-Type": "application/x-ndjson"},
+    )
     body = await resp.json()
     assert resp.status == 200 and body["accepted"] == 5 and [r["index"] for r in body["rejected"]] == [5]
     gz = gzip.compress(json.dumps([ev(name="gz", at=t)]).encode())
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=gz,
-                             headers={**api.auth(), "Content-Type": "application/json",
-                                      "Content-Encoding": "gzip"})
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=gz,
+        headers={**api.auth(), "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert resp.status == 200 and (await resp.json())["accepted"] == 1
     rows, _ = await api.retrieve(bucket, event_name="gz")
     assert len(rows) == 1
@@ -133,12 +156,23 @@ async def test_invalid_events_are_reported_and_nothing_of_them_stored(
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [(b"{not json", 400), (b'{"event_name": "x"}', 400), (b"[1, 2", 400), (b"[NaN]", 400),
-     (b"[" * 100000 + b"]" * 100000, 400), (b"[" + b"9" * 5000 + b"]", 400), (b"\xff\xfe", 400)],
+    [
+        (b"{not json", 400),
+        (b'{"event_name": "x"}', 400),
+        (b"[1, 2", 400),
+        (b"[NaN]", 400),
+        (b"[" * 100000 + b"]" * 100000, 400),
+        (b"[" + b"9" * 5000 + b"]", 400),
+        (b"\xff\xfe", 400),
+    ],
 )
 async def test_malformed_body_is_400(api: Api, bucket: str, body: bytes, status: int) -> None:
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=body,
-                             headers={**api.auth(), "Content-Type": "application/json"})
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=body,
+        headers={**api.auth(), "Content-Type": "application/json"},
+    )
     assert resp.status == status
     problem = await resp.json(content_type=None)
     assert resp.content_type == "application/problem+json"
@@ -146,22 +180,28 @@ async def test_malformed_body_is_400(api: Api, bucket: str, body: bytes, status:
 
 
 async def test_too_many_events_is_413(api: Api, bucket: str) -> None:
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest",
-                             json=[ev()] * 10_001)
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", json=[ev()] * 10_001)
     assert resp.status == 413
     assert await api.keys(bucket) == []
 
 
 async def test_body_too_large_is_413_and_gzip_bomb_too(api: Api, bucket: str) -> None:
     big = b"[" + b" " * (11 * 1024 * 1024) + b"]"
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=big,
-                             headers={**api.auth(), "Content-Type": "application/json"})
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=big,
+        headers={**api.auth(), "Content-Type": "application/json"},
+    )
     assert resp.status == 413
     bomb = gzip.compress(big)
     assert len(bomb) < 64 * 1024
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/ingest", data=bomb,
-                             headers={**api.auth(), "Content-Type": "application/json",
-                                      "Content-Encoding": "gzip"})
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=bomb,
+        headers={**api.auth(), "Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert resp.status == 413
     assert resp.content_type == "application/problem+json"
 
@@ -171,8 +211,7 @@ async def test_body_too_large_is_413_and_gzip_bomb_too(api: Api, bucket: str) ->
 
 async def test_hostile_names_are_stored_and_matched_literally(api: Api, bucket: str) -> None:
     t = now_ms() - 60_000
-    events = [ev(name=h, app=h, server=h, at=t + i, id=f"id-{h}", data={"h": h})
-              for i, h in enumerate(HOSTILE)]
+    events = [ev(name=h, app=h, server=h, at=t + i, id=f"id-{h}", data={"h": h}) for i, h in enumerate(HOSTILE)]
     events += [ev(name="plain", app="plain", server="plain", at=t, id="plain")]
     assert (await api.ingest(bucket, events))["accepted"] == len(HOSTILE) + 1
     for h in HOSTILE:
@@ -183,8 +222,7 @@ async def test_hostile_names_are_stored_and_matched_literally(api: Api, bucket: 
         counts = await api.stats(bucket, event_name=h, app_name=h, server_name=h, days=1, interval="hour")
         assert sum(c for _, c in counts) == 1, h
     keys = await api.keys(bucket)
-    assert keys == sorted([{"app_name": h, "events": [h]} for h in [*HOSTILE, "plain"]],
-                          key=lambda k: k["app_name"])
+    assert keys == sorted([{"app_name": h, "events": [h]} for h in [*HOSTILE, "plain"]], key=lambda k: k["app_name"])
 
 
 async def test_hostile_names_never_reach_another_bucket(api: Api, bucket: str) -> None:
@@ -201,7 +239,10 @@ async def test_hostile_names_never_reach_another_bucket(api: Api, bucket: str) -
 async def test_burst_sharing_one_millisecond_is_kept_and_paged_exactly(api: Api, bucket: str) -> None:
     t = now_ms() - 30_000
     burst = [ev(name="tick", at=t, data={"i": i}) for i in range(1000)]
-    burst += [ev(name="tick", at=t + 1, data={"i": "later"}), ev(name="tick", at=t - 1, data={"i": "earlier"})]
+    burst += [
+        ev(name="tick", at=t + 1, data={"i": "later"}),
+        ev(name="tick", at=t - 1, data={"i": "earlier"}),
+    ]
     assert (await api.ingest(bucket, burst))["accepted"] == 1002
     seen: list[dict[str, Any]] = []
     cursor = None
@@ -244,8 +285,12 @@ async def test_filters_limit_offset_and_time_range(api: Api, bucket: str) -> Non
     assert [r["id"] for r in rows] == ["e24", "e21", "e18"]
     rows, _ = await api.retrieve(bucket, event_name="deploy", app_name="app0", server_name="s0")
     assert [r["id"] for r in rows] == ["e24", "e18", "e12", "e06", "e00"]
-    rows, _ = await api.retrieve(bucket, event_name="deploy", start=t + 10_000,
-                                 end=datetime.fromtimestamp((t + 13_000) / 1000, UTC).isoformat())
+    rows, _ = await api.retrieve(
+        bucket,
+        event_name="deploy",
+        start=t + 10_000,
+        end=datetime.fromtimestamp((t + 13_000) / 1000, UTC).isoformat(),
+    )
     assert [r["id"] for r in rows] == ["e12", "e11", "e10"]
     rows, _ = await api.retrieve(bucket, event_name="nothing")
     assert rows == []
@@ -254,20 +299,29 @@ async def test_filters_limit_offset_and_time_range(api: Api, bucket: str) -> Non
 async def test_old_events_are_found_newest_first(api: Api, bucket: str) -> None:
     """Events years apart: the newest page is found whatever the gap."""
     base = int(datetime(2001, 5, 5, tzinfo=UTC).timestamp() * 1000)
-    await api.ingest(bucket, [ev(at=base, id="old"), ev(at=base + 86_400_000 * 3000, id="mid"),
-                              ev(at=0, id="epoch")])
+    await api.ingest(bucket, [ev(at=base, id="old"), ev(at=base + 86_400_000 * 3000, id="mid"), ev(at=0, id="epoch")])
     rows, _ = await api.retrieve(bucket, event_name="deploy")
     assert [r["id"] for r in rows] == ["mid", "old", "epoch"]
 
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"event_name": ""}, {"event_name": 3}, {"event_name": "e", "limit": 0},
-     {"event_name": "e", "limit": 1001}, {"event_name": "e", "limit": "10"},
-     {"event_name": "e", "offset": -1}, {"event_name": "e", "offset": 100_001},
-     {"event_name": "e", "cursor": "garbage!"}, {"event_name": "e", "cursor": 5},
-     {"event_name": "e", "start": "not a date"}, {"event_name": "e", "bogus": 1},
-     {"event_name": "e", "app_name": "x\ny"}, [1, 2]],
+    [
+        {},
+        {"event_name": ""},
+        {"event_name": 3},
+        {"event_name": "e", "limit": 0},
+        {"event_name": "e", "limit": 1001},
+        {"event_name": "e", "limit": "10"},
+        {"event_name": "e", "offset": -1},
+        {"event_name": "e", "offset": 100_001},
+        {"event_name": "e", "cursor": "garbage!"},
+        {"event_name": "e", "cursor": 5},
+        {"event_name": "e", "start": "not a date"},
+        {"event_name": "e", "bogus": 1},
+        {"event_name": "e", "app_name": "x\ny"},
+        [1, 2],
+    ],
 )
 async def test_retrieve_validation(api: Api, bucket: str, body: Any) -> None:
     resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json=body)
@@ -305,14 +359,22 @@ async def test_stats_minute_windows_zero_filled(api: Api, bucket: str) -> None:
     now = now_ms()
     minute = 60_000
     cur = now - now % minute
-    await api.ingest(bucket, [ev(at=cur - 5 * minute + 1), ev(at=cur - 5 * minute + 2), ev(at=cur - minute),
-                              ev(name="other", at=cur - minute), ev(at=now - 3 * 86_400_000)])
+    await api.ingest(
+        bucket,
+        [
+            ev(at=cur - 5 * minute + 1),
+            ev(at=cur - 5 * minute + 2),
+            ev(at=cur - minute),
+            ev(name="other", at=cur - minute),
+            ev(at=now - 3 * 86_400_000),
+        ],
+    )
     counts = await api.stats(bucket, event_name="deploy")
     # 2 days of minutes: every window from the one containing now-2d to the one containing now.
     assert counts[-1][0] == cur
     assert counts[0][0] == (now - 2 * 86_400_000) // minute * minute
     assert len(counts) in (2881, 2882)
-    assert all(b[0] - a[0] == minute for a, b in zip(counts, counts[1:], strict=False))
+    assert all(b[0] - a[0] == minute for a, b in itertools.pairwise(counts))
     as_dict = dict((t, c) for t, c in counts)
     assert as_dict[cur - 5 * minute] == 2 and as_dict[cur - minute] == 1
     assert sum(as_dict.values()) == 3
@@ -320,10 +382,19 @@ async def test_stats_minute_windows_zero_filled(api: Api, bucket: str) -> None:
 
 async def test_stats_filters_by_app_and_server(api: Api, bucket: str) -> None:
     t = now_ms() - 3_600_000
-    await api.ingest(bucket, [ev(app="a", server="x", at=t), ev(app="a", server="y", at=t),
-                              ev(app="b", server="x", at=t), ev(app="a", server=None, at=t)])
+    await api.ingest(
+        bucket,
+        [
+            ev(app="a", server="x", at=t),
+            ev(app="a", server="y", at=t),
+            ev(app="b", server="x", at=t),
+            ev(app="a", server=None, at=t),
+        ],
+    )
+
     async def total(**f: Any) -> int:
         return sum(c for _, c in await api.stats(bucket, event_name="deploy", interval="hour", **f))
+
     assert await total() == 4
     assert await total(app_name="a") == 3
     assert await total(server_name="x") == 2
@@ -339,12 +410,11 @@ async def test_stats_day_windows_start_at_local_midnight(api: Api, bucket: str, 
     midnight = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = (midnight - timedelta(hours=12)).replace(hour=0)
     m = int(midnight.timestamp() * 1000)
-    await api.ingest(bucket, [ev(at=m), ev(at=m - 1), ev(at=m - 2),
-                              ev(at=int(yesterday.timestamp() * 1000))])
+    await api.ingest(bucket, [ev(at=m), ev(at=m - 1), ev(at=m - 2), ev(at=int(yesterday.timestamp() * 1000))])
     counts = await api.stats(bucket, event_name="deploy", days=365, interval="day", tz=tz)
     starts = [datetime.fromtimestamp(t / 1000, zone) for t, _ in counts]
     assert all((s.hour, s.minute) == (0, 0) for s in starts), tz
-    lengths = {b[0] - a[0] for a, b in zip(counts, counts[1:], strict=False)}
+    lengths = {b[0] - a[0] for a, b in itertools.pairwise(counts)}
     if tz != "Asia/Kolkata":  # a year of a DST zone has 23 h and 25 h days
         assert len(lengths) > 1, lengths
     else:
@@ -368,10 +438,17 @@ async def test_stats_hour_windows_in_half_hour_zone(api: Api, bucket: str) -> No
 
 @pytest.mark.parametrize(
     "body",
-    [{"event_name": "e", "days": 0}, {"event_name": "e", "days": 366}, {"event_name": "e", "days": "2"},
-     {"event_name": "e", "interval": "week"}, {"event_name": "e", "tz": "Mars/Olympus"},
-     {"event_name": "e", "tz": "../../etc/passwd"}, {"event_name": "e", "days": 70, "interval": "minute"},
-     {"app_name": "a"}, {"event_name": "e", "days": True}],
+    [
+        {"event_name": "e", "days": 0},
+        {"event_name": "e", "days": 366},
+        {"event_name": "e", "days": "2"},
+        {"event_name": "e", "interval": "week"},
+        {"event_name": "e", "tz": "Mars/Olympus"},
+        {"event_name": "e", "tz": "../../etc/passwd"},
+        {"event_name": "e", "days": 70, "interval": "minute"},
+        {"app_name": "a"},
+        {"event_name": "e", "days": True},
+    ],
 )
 async def test_stats_validation(api: Api, bucket: str, body: Any) -> None:
     resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/stats", json=body)
@@ -383,10 +460,17 @@ async def test_stats_validation(api: Api, bucket: str, body: Any) -> None:
 
 async def test_keys_by_app_sorted(api: Api, bucket: str) -> None:
     t = now_ms() - 1000
-    await api.ingest(bucket, [ev(name=n, app=a, at=t) for a, n in
-                              [("zeta", "b"), ("alpha", "z"), ("alpha", "a"), ("zeta", "a"), ("alpha", "a")]])
-    assert await api.keys(bucket) == [{"app_name": "alpha", "events": ["a", "z"]},
-                                      {"app_name": "zeta", "events": ["a", "b"]}]
+    await api.ingest(
+        bucket,
+        [
+            ev(name=n, app=a, at=t)
+            for a, n in [("zeta", "b"), ("alpha", "z"), ("alpha", "a"), ("zeta", "a"), ("alpha", "a")]
+        ],
+    )
+    assert await api.keys(bucket) == [
+        {"app_name": "alpha", "events": ["a", "z"]},
+        {"app_name": "zeta", "events": ["a", "b"]},
+    ]
     assert await api.keys(bucket + "x") == []
 
 
@@ -427,8 +511,12 @@ def _none_token() -> str:
     def b64(d: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
 
-    return b64({"alg": "none", "typ": "JWT"}) + "." + b64(
-        {"sub": "x", "buckets": ["*"], "scope": ALL_SCOPES, "exp": int(time.time()) + 600}) + "."
+    return (
+        b64({"alg": "none", "typ": "JWT"})
+        + "."
+        + b64({"sub": "x", "buckets": ["*"], "scope": ALL_SCOPES, "exp": int(time.time()) + 600})
+        + "."
+    )
 
 
 @pytest.mark.parametrize(
@@ -450,8 +538,7 @@ def _none_token() -> str:
 )
 async def test_auth_failures(api: Api, bucket: str, header: str | None, status: int) -> None:
     headers = {} if header is None else {"Authorization": header}
-    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x"},
-                             headers=headers)
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x"}, headers=headers)
     assert resp.status == status
     assert resp.content_type == "application/problem+json"
     if status == 401:

@@ -61,9 +61,7 @@ async def problems_middleware(
     except StoreUnavailable as exc:
         metrics.store_errors.labels("unavailable").inc()
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-        response = problem_response(
-            503, "the store is unavailable; retry later", headers={"Retry-After": RETRY_AFTER}
-        )
+        response = problem_response(503, "the store is unavailable; retry later", headers={"Retry-After": RETRY_AFTER})
     except NotSupported as exc:
         response = problem_response(501, str(exc))
     except web.HTTPException as exc:
@@ -225,7 +223,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     if settings.cors_origins:
-        options = aiohttp_cors.ResourceOptions(
+        options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
             allow_credentials=False,
             expose_headers=("X-Next-Cursor", "Retry-After"),
             allow_headers=("Authorization", "Content-Type", "Content-Encoding"),

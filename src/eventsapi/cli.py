@@ -76,9 +76,7 @@ def _token(args: argparse.Namespace) -> int:
     if args.ttl <= 0:
         print("--ttl must be > 0", file=sys.stderr)
         return 2
-    print(
-        issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time()))
-    )
+    print(issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time())))
     return 0
 
 

@@ -109,9 +109,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     given = {k: v for k, v in overrides.items() if v is not None}
     settings = replace(settings, **given)  # type: ignore[arg-type]
     if sum(x is not None for x in (settings.jwt_secret, settings.jwt_public_key, settings.jwks_url)) > 1:
-        raise ConfigError(
-            "set only one of EVENTSAPI_JWT_SECRET, EVENTSAPI_JWT_PUBLIC_KEY, EVENTSAPI_JWKS_URL"
-        )
+        raise ConfigError("set only one of EVENTSAPI_JWT_SECRET, EVENTSAPI_JWT_PUBLIC_KEY, EVENTSAPI_JWKS_URL")
     return settings
 
 

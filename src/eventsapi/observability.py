@@ -27,12 +27,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self.ingested = Counter(
-            "eventsapi_events_ingested_total", "Events accepted by ingest", registry=self.registry
-        )
-        self.rejected = Counter(
-            "eventsapi_events_rejected_total", "Events rejected by ingest", registry=self.registry
-        )
+        self.ingested = Counter("eventsapi_events_ingested_total", "Events accepted by ingest", registry=self.registry)
+        self.rejected = Counter("eventsapi_events_rejected_total", "Events rejected by ingest", registry=self.registry)
         self.store_errors = Counter(
             "eventsapi_store_errors_total",
             "Store operations that failed or timed out",

@@ -55,7 +55,7 @@ _BUCKET_PARAM = {
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    security = [{"bearer": []}]
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -302,9 +302,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("OpenAPI 3.1 document", {"type": "object"})},
                 }
             },
-            "/healthz": {
-                "get": {"summary": "Process is up", "responses": {"200": _ok("Up", {"type": "object"})}}
-            },
+            "/healthz": {"get": {"summary": "Process is up", "responses": {"200": _ok("Up", {"type": "object"})}}},
             "/readyz": {
                 "get": {
                     "summary": "Store reachable",

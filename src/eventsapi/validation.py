@@ -30,9 +30,7 @@ INTERVALS = ("minute", "hour", "day")
 
 def check_bucket(bucket: str) -> str:
     if not BUCKET_RE.fullmatch(bucket):
-        raise ValidationProblem(
-            [{"field": "id", "message": "bucket id must be 1-64 characters of [A-Za-z0-9_.-]"}]
-        )
+        raise ValidationProblem([{"field": "id", "message": "bucket id must be 1-64 characters of [A-Za-z0-9_.-]"}])
     return bucket
 
 
@@ -204,9 +202,7 @@ class _Fields:
         if not isinstance(body, dict):
             raise Problem(400, "body must be a JSON object")
         self.body = body
-        self.errors: list[dict[str, str]] = [
-            {"field": k, "message": "unknown field"} for k in body if k not in allowed
-        ]
+        self.errors: list[dict[str, str]] = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
 
     def fail(self, field: str, message: str) -> None:
         self.errors.append({"field": field, "message": message})

@@ -1,0 +1,125 @@
+"""Flux text for every route of the influxdb2 store: pure functions.
+
+User text reaches Flux only as string literals escaped by Flux's rules (backslash, double
+quote, `${`, and the control escapes), already in its stored tag encoding
+(lineprotocol.encode_tag). Times are written as RFC 3339 literals built from integers.
+The tests run every text through libflux (tests/flux) and check that values stay literals.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+
+_INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def flux_string(value: str) -> str:
+    """A Flux string literal holding exactly `value`."""
+    out = "".join(_ESCAPES.get(ch, ch) for ch in value)
+    return '"' + out.replace("${", "\\${") + '"'
+
+
+def flux_time(ns: int) -> str:
+    """An RFC 3339 time literal with nanoseconds, from integer epoch ns."""
+    secs, frac = divmod(int(ns), 1_000_000_000)
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def _predicate(bucket: str, name: str | None, app: str | None, server: str | None) -> str:
+    cond = [
+        f"r._measurement == {flux_string(MEASUREMENT)}",
+        f"r.bucket_id == {flux_string(encode_tag(bucket))}",
+    ]
+    for tag, value in (("event_name", name), ("app", app), ("server", server)):
+        if value is not None:
+            cond.append(f"r.{tag} == {flux_string(encode_tag(value))}")
+    return " and ".join(cond)
+
+
+def _rows(
+    store_bucket: str,
+    bucket: str,
+    name: str,
+    app: str | None,
+    server: str | None,
+    lower_ns: int,
+    upper_ns: int,
+) -> str:
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
+        f"  |> filter(fn: (r) => {_predicate(bucket, name, app, server)})\n"
+        '  |> filter(fn: (r) => r._field == "data" or r._field == "id")\n'
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        "  |> group()\n"
+    )
+
+
+_KEEP = '  |> keep(columns: ["_time", "data", "id", "app", "server", "event_name"])\n'
+
+
+def newest_query(
+    store_bucket: str,
+    bucket: str,
+    name: str,
+    app: str | None,
+    server: str | None,
+    upper_ns: int,
+    lower_ns: int,
+    limit: int,
+) -> str:
+    """Up to `limit` newest rows in [lower, upper). The caller bounds the range (paging.py):
+    OSS 2.x does not push sort/limit down to storage, so the sort only sees that window."""
+    return (
+        _rows(store_bucket, bucket, name, app, server, lower_ns, upper_ns)
+        + '  |> sort(columns: ["_time"], desc: true)\n'
+        + f"  |> limit(n: {int(limit)})\n"
+        + _KEEP
+    )
+
+
+def millisecond_query(store_bucket: str, bucket: str, name: str, app: str | None, server: str | None, ms: int) -> str:
+    lo = int(ms) * 1_000_000
+    return _rows(store_bucket, bucket, name, app, server, lo, lo + 1_000_000) + _KEEP
+
+
+def stats_query(
+    store_bucket: str,
+    bucket: str,
+    name: str,
+    app: str | None,
+    server: str | None,
+    start_ms: int,
+    end_ms: int,
+    interval: str,
+    tz: str,
+) -> str:
+    """Counts per window, windows labelled by their start and aligned in `tz`."""
+    return (
+        'import "timezone"\n'
+        f"option location = timezone.location(name: {flux_string(tz)})\n"
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(int(start_ms) * 1_000_000)}, stop: {flux_time(int(end_ms) * 1_000_000)})\n"
+        f'  |> filter(fn: (r) => {_predicate(bucket, name, app, server)} and r._field == "id")\n'
+        "  |> group()\n"
+        f'  |> aggregateWindow(every: {_INTERVALS[interval]}, fn: count, createEmpty: true, timeSrc: "_start")\n'
+        '  |> keep(columns: ["_time", "_value"])\n'
+    )
+
+
+def tag_values_query(store_bucket: str, bucket: str, tag: str, app: str | None = None) -> str:
+    """Values of one tag from the series index; `start` is set because the default is -30d."""
+    return (
+        'import "influxdata/influxdb/schema"\n'
+        f"schema.tagValues(bucket: {flux_string(store_bucket)}, tag: {flux_string(tag)}, "
+        f"predicate: (r) => {_predicate(bucket, None, app, None)}, start: 1970-01-01T00:00:00Z)\n"
+    )
+
+
+def delete_predicate(bucket: str) -> str:
+    """The delete API's predicate (its own small grammar: double-quoted values)."""
+    value = encode_tag(bucket).replace("\\", "\\\\").replace('"', '\\"')
+    return f'_measurement="{MEASUREMENT}" AND bucket_id="{value}"'

@@ -1,0 +1,157 @@
+"""The influxdb2 store: InfluxDB 2.x / Cloud / 1.8+ through Flux and influxdb-client (async).
+
+Every route is one Flux text from flux.py (eventsKeysByApp: one schema.tagValues per app,
+concurrently); writes are line protocol (lineprotocol.py) in batches of 5,000 points, gzip,
+ns precision, acknowledged by the engine before ingest answers; delete_all is the delete API
+with a `_measurement` + `bucket_id` predicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from eventsapi.config import Settings
+from eventsapi.stores import flux
+from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery, Store, StoredEvent, StoreUnavailable
+from eventsapi.stores.lineprotocol import decode_tag, render_batches
+from eventsapi.stores.paging import page
+
+T = TypeVar("T")
+
+
+class InfluxDB2Store(Store):
+    name = "influxdb2"
+
+    def __init__(self, url: str, org: str, bucket: str, settings: Settings) -> None:
+        self.url = url
+        self.org = org
+        self.bucket = bucket
+        self._token = settings.influx_token
+        if not self._token and settings.influx_username:
+            # InfluxDB 1.8's Flux endpoint takes "username:password" as the token.
+            self._token = f"{settings.influx_username}:{settings.influx_password or ''}"
+        self._timeout_ms = int(settings.store_timeout * 1000)
+        self._client: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> InfluxDB2Store:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        org, bucket = query.get("org", [""])[0], query.get("bucket", [""])[0]
+        if not parts.hostname or not org or not bucket:
+            raise ValueError("influxdb2 URL must be influxdb2://HOST:PORT?org=ORG&bucket=BUCKET")
+        scheme = "https" if query.get("tls", ["0"])[0] in ("1", "true") else "http"
+        return cls(f"{scheme}://{parts.netloc}", org, bucket, settings)
+
+    def _api(self) -> Any:
+        if self._client is None:
+            from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+            self._client = InfluxDBClientAsync(
+                url=self.url, token=self._token or "", org=self.org, timeout=self._timeout_ms, enable_gzip=True
+            )
+        return self._client
+
+    async def _call(self, coro: Awaitable[T]) -> T:
+        from influxdb_client.rest import ApiException
+
+        try:
+            return await coro
+        except ApiException as exc:
+            raise StoreUnavailable(f"influxdb answered {exc.status}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"influxdb unreachable: {type(exc).__name__}") from exc
+        except Exception as exc:  # aiohttp client errors and the client's own wrappers
+            if type(exc).__module__.startswith(("aiohttp", "influxdb_client")):
+                raise StoreUnavailable(f"influxdb error: {type(exc).__name__}") from exc
+            raise
+
+    async def _query(self, text: str) -> list[dict[str, Any]]:
+        tables = await self._call(self._api().query_api().query(text, org=self.org))
+        return [record.values for table in tables for record in table.records]
+
+    async def open(self) -> None:
+        await self.ping()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def ping(self) -> None:
+        if not await self._call(self._api().ping()):
+            raise StoreUnavailable("influxdb /ping failed")
+
+    async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
+        write = self._api().write_api()
+        for body in render_batches(bucket, events):
+            await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
+
+    async def delete_all(self, bucket: str) -> None:
+        await self._call(
+            self._api()
+            .delete_api()
+            .delete(
+                start=datetime(1970, 1, 1, tzinfo=UTC),
+                stop=datetime(2262, 1, 1, tzinfo=UTC),
+                predicate=flux.delete_predicate(bucket),
+                bucket=self.bucket,
+                org=self.org,
+            )
+        )
+
+    @staticmethod
+    def _event(v: dict[str, Any]) -> StoredEvent:
+        t: datetime = v["_time"]
+        # FluxRecord times are datetimes (µs); the ms part is what the contract needs.
+        at = (int(t.timestamp()) * 1000) + t.microsecond // 1000
+        return StoredEvent(
+            v["id"], decode_tag(v["event_name"]), decode_tag(v["app"]), decode_tag(v["server"]), at, v["data"]
+        )
+
+    async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
+        sb, b, n, a, s = self.bucket, query.bucket, query.name, query.app, query.server
+
+        async def newest(upper: int, lower: int, limit: int) -> list[StoredEvent]:
+            rows = await self._query(flux.newest_query(sb, b, n, a, s, upper, lower, limit))
+            return [self._event(v) for v in rows]
+
+        async def millisecond(ms: int) -> list[StoredEvent]:
+            return [self._event(v) for v in await self._query(flux.millisecond_query(sb, b, n, a, s, ms))]
+
+        return await page(query, time.time_ns(), newest, millisecond)
+
+    async def stats(self, query: StatsQuery) -> list[int]:
+        text = flux.stats_query(
+            self.bucket,
+            query.bucket,
+            query.name,
+            query.app,
+            query.server,
+            query.starts[0],
+            query.end,
+            query.interval,
+            query.tz,
+        )
+        counts = [0] * len(query.starts)
+        for v in await self._query(text):
+            t: datetime = v["_time"]
+            i = bisect.bisect_right(query.starts, int(t.timestamp() * 1000)) - 1
+            if 0 <= i < len(counts) and v["_value"]:
+                counts[i] += int(v["_value"])
+        return counts
+
+    async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+        apps = sorted(
+            decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))
+        )
+        answers = await asyncio.gather(
+            *(self._query(flux.tag_values_query(self.bucket, bucket, "event_name", app)) for app in apps)
+        )
+        out = [(app, sorted(decode_tag(v["_value"]) for v in rows)) for app, rows in zip(apps, answers, strict=True)]
+        return [(app, names) for app, names in out if names]

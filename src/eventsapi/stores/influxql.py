@@ -1,0 +1,207 @@
+"""The influxql store: InfluxDB 1.x and 3.x over the v1 HTTP API (/write, /query).
+
+Writes go as line protocol (lineprotocol.py), one POST per 5,000 points, acknowledged by the
+engine before ingest answers. Every read is one InfluxQL statement from influxql_text.py with
+user values as bind parameters. The engine's major version is read from /ping: InfluxDB 3 has
+no SHOW SERIES and no deletes, so eventsKeysByApp uses SHOW TAG VALUES there and delete_all
+answers 501.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from eventsapi.config import Settings
+from eventsapi.stores import influxql_text as text
+from eventsapi.stores.base import (
+    EventQuery,
+    NewEvent,
+    NotSupported,
+    StatsQuery,
+    Store,
+    StoredEvent,
+    StoreUnavailable,
+)
+from eventsapi.stores.lineprotocol import NS_PER_MS, decode_tag, parse_series_key, render_batches
+from eventsapi.stores.paging import page
+
+Row = list[Any]
+
+
+class InfluxQLStore(Store):
+    name = "influxql"
+
+    def __init__(self, base_url: str, database: str, settings: Settings) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.database = database
+        self._timeout = settings.store_timeout
+        self._headers: dict[str, str] = {}
+        if settings.influx_token:
+            self._headers["Authorization"] = f"Token {settings.influx_token}"
+        elif settings.influx_username:
+            pair = f"{settings.influx_username}:{settings.influx_password or ''}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self._session: aiohttp.ClientSession | None = None
+        self.major_version: int | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> InfluxQLStore:
+        parts = urlsplit(url)
+        database = unquote(parts.path.lstrip("/"))
+        if not parts.hostname or not database:
+            raise ValueError("influxql URL must be influxql://HOST:PORT/DATABASE")
+        scheme = "https" if "tls=1" in parts.query or "https=1" in parts.query else "http"
+        return cls(f"{scheme}://{parts.netloc}", database, settings)
+
+    # -- transport ------------------------------------------------------------------------
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout, connect=min(self._timeout, 5)),
+                connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    async def _request(self, method: str, path: str, **kw: Any) -> tuple[int, bytes, dict[str, str]]:
+        try:
+            async with self._http().request(method, self.base_url + path, **kw) as resp:
+                return resp.status, await resp.read(), dict(resp.headers)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable(f"influxdb unreachable: {type(exc).__name__}") from exc
+
+    async def query(self, q: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Run one statement; return its series (each {name?, columns, values, tags?})."""
+        form = {"db": self.database, "q": q, "epoch": "ns"}
+        if params:
+            form["params"] = json.dumps(params)
+        status, body, _ = await self._request("POST", "/query", data=form)
+        if status >= 400:
+            raise StoreUnavailable(f"influxdb /query answered {status}: {body[:200]!r}")
+        try:
+            result = json.loads(body)["results"][0]
+        except (ValueError, KeyError, IndexError) as exc:
+            raise StoreUnavailable("influxdb /query answered something unreadable") from exc
+        if "error" in result:
+            raise StoreUnavailable(f"influxdb query error: {result['error']}")
+        return result.get("series", [])  # type: ignore[no-any-return]
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.ping()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def ping(self) -> None:
+        status, _, headers = await self._request("GET", "/ping")
+        if status >= 400:
+            raise StoreUnavailable(f"influxdb /ping answered {status}")
+        version = headers.get("X-Influxdb-Version", "")
+        if version[:1].isdigit():
+            self.major_version = int(version.split(".", 1)[0])
+        # The database must exist (the operator creates it; see README): a read proves it.
+        await self.query("SHOW MEASUREMENTS LIMIT 1")
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
+        params = {"db": self.database, "precision": "ns"}
+        for body in render_batches(bucket, events):
+            status, answer, _ = await self._request("POST", "/write", params=params, data=body)
+            if status != 204:
+                raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
+
+    async def delete_all(self, bucket: str) -> None:
+        if self.major_version is None:
+            await self.ping()
+        if self.major_version is not None and self.major_version >= 3:
+            raise NotSupported("InfluxDB 3 cannot delete points; drop the table or let retention expire it")
+        await self.query(*text.drop_query(bucket))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _rows(series: list[dict[str, Any]]) -> list[StoredEvent]:
+        out: list[StoredEvent] = []
+        for s in series:
+            cols = s["columns"]
+            ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name")]
+            for v in s["values"]:
+                t, data, eid, app, server, name = (v[i] for i in ix)
+                out.append(
+                    StoredEvent(eid, decode_tag(name), decode_tag(app), decode_tag(server), t // NS_PER_MS, data)
+                )
+        return out
+
+    async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
+        b, n, a, s = query.bucket, query.name, query.app, query.server
+
+        async def newest(upper: int, lower: int, limit: int) -> list[StoredEvent]:
+            return self._rows(await self.query(*text.newest_query(b, n, a, s, upper, lower, limit)))
+
+        async def millisecond(ms: int) -> list[StoredEvent]:
+            return self._rows(await self.query(*text.millisecond_query(b, n, a, s, ms)))
+
+        return await page(query, time.time_ns(), newest, millisecond)
+
+    async def stats(self, query: StatsQuery) -> list[int]:
+        q, params = text.stats_query(
+            query.bucket,
+            query.name,
+            query.app,
+            query.server,
+            query.starts[0],
+            query.end,
+            query.interval,
+            query.tz,
+        )
+        counts = [0] * len(query.starts)
+        for s in await self.query(q, params):
+            for t, n in s["values"]:
+                # InfluxDB labels windows by their start; map each onto our window list (the
+                # engine may return one window before our first start).
+                i = bisect.bisect_right(query.starts, t // NS_PER_MS) - 1
+                if 0 <= i < len(counts) and n:
+                    counts[i] += n
+        return counts
+
+    async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+        if self.major_version is None:
+            await self.ping()
+        pairs: set[tuple[str, str]] = set()
+        if self.major_version is not None and self.major_version >= 3:
+            apps = [
+                decode_tag(v[1]) for s in await self.query(*text.tag_values_query(bucket, "app")) for v in s["values"]
+            ]
+            answers = await asyncio.gather(
+                *(self.query(*text.tag_values_query(bucket, "event_name", app)) for app in apps)
+            )
+            pairs = {
+                (app, decode_tag(v[1]))
+                for app, series in zip(apps, answers, strict=True)
+                for s in series
+                for v in s["values"]
+            }
+        else:
+            for s in await self.query(*text.series_query(bucket)):
+                for (key,) in s["values"]:
+                    tags = parse_series_key(key)
+                    pairs.add((tags["app"], tags["event_name"]))
+        out: dict[str, list[str]] = {}
+        for app, name in sorted(pairs):
+            out.setdefault(app, []).append(name)
+        return list(out.items())

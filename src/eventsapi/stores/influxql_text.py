@@ -1,0 +1,89 @@
+"""InfluxQL text for every route: pure functions returning (query, bind parameters).
+
+User text never enters the query text: every tag value travels as a bind parameter
+(`$name`, sent in the `params` form field of /query), already in its stored encoding.
+Only integers we computed (nanosecond times, limits) and validated IANA zone names are
+written into the text; the zone goes through `quote_string` all the same.
+"""
+
+from __future__ import annotations
+
+from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+
+Params = dict[str, str]
+
+_INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
+_COLUMNS = '"data", "id", "app", "server", "event_name"'
+
+
+def quote_string(value: str) -> str:
+    """An InfluxQL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _filters(bucket: str, name: str | None, app: str | None, server: str | None) -> tuple[str, Params]:
+    cond = ['"bucket_id" = $bucket']
+    params: Params = {"bucket": encode_tag(bucket)}
+    for tag, param, value in (
+        ("event_name", "name", name),
+        ("app", "app", app),
+        ("server", "server", server),
+    ):
+        if value is not None:
+            cond.append(f'"{tag}" = ${param}')
+            params[param] = encode_tag(value)
+    return " AND ".join(cond), params
+
+
+def newest_query(
+    bucket: str, name: str, app: str | None, server: str | None, upper_ns: int, lower_ns: int, limit: int
+) -> tuple[str, Params]:
+    where, params = _filters(bucket, name, app, server)
+    q = (
+        f'SELECT {_COLUMNS} FROM "{MEASUREMENT}" WHERE {where} '
+        f"AND time >= {int(lower_ns)} AND time < {int(upper_ns)} ORDER BY time DESC LIMIT {int(limit)}"
+    )
+    return q, params
+
+
+def millisecond_query(bucket: str, name: str, app: str | None, server: str | None, ms: int) -> tuple[str, Params]:
+    where, params = _filters(bucket, name, app, server)
+    lo = int(ms) * 1_000_000
+    q = f'SELECT {_COLUMNS} FROM "{MEASUREMENT}" WHERE {where} AND time >= {lo} AND time < {lo + 1_000_000}'
+    return q, params
+
+
+def stats_query(
+    bucket: str,
+    name: str,
+    app: str | None,
+    server: str | None,
+    start_ms: int,
+    end_ms: int,
+    interval: str,
+    tz: str,
+) -> tuple[str, Params]:
+    where, params = _filters(bucket, name, app, server)
+    q = (
+        f'SELECT count("id") FROM "{MEASUREMENT}" WHERE {where} '
+        f"AND time >= {int(start_ms) * 1_000_000} AND time < {int(end_ms) * 1_000_000} "
+        f"GROUP BY time({_INTERVALS[interval]}) fill(0) tz({quote_string(tz)})"
+    )
+    return q, params
+
+
+def series_query(bucket: str) -> tuple[str, Params]:
+    """Series keys of the bucket, from the series index (no points are read)."""
+    where, params = _filters(bucket, None, None, None)
+    return f'SHOW SERIES FROM "{MEASUREMENT}" WHERE {where}', params
+
+
+def tag_values_query(bucket: str, key: str, app: str | None = None) -> tuple[str, Params]:
+    """InfluxDB 3 has no SHOW SERIES: apps, then names per app, from SHOW TAG VALUES."""
+    where, params = _filters(bucket, None, app, None)
+    return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "{key}" WHERE {where}', params
+
+
+def drop_query(bucket: str) -> tuple[str, Params]:
+    where, params = _filters(bucket, None, None, None)
+    return f'DROP SERIES FROM "{MEASUREMENT}" WHERE {where}', params

@@ -1,0 +1,127 @@
+"""Every Flux text the influxdb2 store can send, checked by libflux (tests/flux/check.mjs):
+semantically valid, and hostile values stay string literals that never change the query's shape."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventsapi.stores import flux
+from eventsapi.stores.lineprotocol import encode_tag
+from test_conformance import HOSTILE
+
+CHECKER = Path(__file__).parent / "flux" / "check.mjs"
+PACKAGE = Path(__file__).parent / "flux" / "node_modules" / "@influxdata" / "flux-lsp-browser"
+NOW_NS = 1_790_000_000_123_456_789
+VALUES = ["plain", *HOSTILE, "${", "|>", "\\${x}", '\\"', "a\\"]
+TZS = ["UTC", "Europe/Paris", "Asia/Kolkata", "America/Argentina/Buenos_Aires"]
+
+
+def run_libflux(texts: list[str]) -> list[dict[str, Any]]:
+    if shutil.which("node") is None or not PACKAGE.exists():
+        if os.environ.get("CI"):
+            pytest.fail("node and tests/flux/node_modules are required in CI (scripts/test.sh installs them)")
+        pytest.skip("Flux front end not installed: (cd tests/flux && npm ci)")
+    out = subprocess.run(
+        ["node", str(CHECKER)], input=json.dumps(texts).encode(), capture_output=True, check=True, timeout=300
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def all_texts(value: str, store_bucket: str = "events") -> list[str]:
+    """Every text the store generates, with `value` in every user-controlled position."""
+    texts = []
+    for app, server in itertools.product([None, value], [None, value, ""]):
+        texts.append(flux.newest_query(store_bucket, "b1", value, app, server, NOW_NS, NOW_NS - 3600 * 10**9, 100))
+        texts.append(flux.millisecond_query(store_bucket, "b1", value, app, server, NOW_NS // 10**6))
+        for interval, tz in itertools.product(["minute", "hour", "day"], TZS):
+            texts.append(
+                flux.stats_query(store_bucket, "b1", value, app, server, 1_789_000_000_000, 1_790_000_000_000, interval, tz)
+            )
+    texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
+    texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
+    return texts
+
+
+def shape(node: Any) -> Any:
+    """The AST with string-literal values blanked and source locations dropped."""
+    if isinstance(node, dict):
+        if node.get("type") == "StringLiteral":
+            return {"type": "StringLiteral"}
+        return {k: shape(v) for k, v in node.items() if k not in ("location", "source")}
+    if isinstance(node, list):
+        return [shape(v) for v in node]
+    return node
+
+
+def string_literals(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["value"]] if node.get("type") == "StringLiteral" else []
+        return found + [s for v in node.values() for s in string_literals(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in string_literals(v)]
+    return []
+
+
+@pytest.fixture(scope="module")
+def checked() -> dict[str, list[dict[str, Any]]]:
+    per_value = {v: all_texts(v) for v in VALUES}
+    per_value["hostile store bucket"] = all_texts("plain", store_bucket='my "bucket" ${x} |> \\')
+    flat = [t for texts in per_value.values() for t in texts]
+    results = iter(run_libflux(flat))
+    return {v: [{"text": t, **next(results)} for t in texts] for v, texts in per_value.items()}
+
+
+def test_libflux_rejects_bad_flux() -> None:
+    """The checker is not vacuous: a type error and a syntax error are both reported."""
+    bad = [
+        'from(bucket: "b") |> range(start: -1h) |> aggregateWindow(every: 1m, fn: count, createEmpty: "yes")',
+        'from(bucket: "b" |> range(start: -1h)',
+        'from(bucket: "b") |> range(start: -1h) |> filter(fn: (r) => r.x == undefinedName)',
+    ]
+    good = [flux.newest_query("events", "b", "e", None, None, NOW_NS, 0, 10)]
+    assert [r["valid"] for r in run_libflux(bad + good)] == [False, False, False, True]
+
+
+def test_every_generated_text_is_valid_flux(checked: dict[str, list[dict[str, Any]]]) -> None:
+    invalid = [r["text"] for rs in checked.values() for r in rs if not r["valid"]]
+    assert invalid == []
+    assert sum(len(rs) for rs in checked.values()) > 1000
+
+
+@pytest.mark.parametrize("value", VALUES[1:])
+def test_hostile_values_stay_literals(checked: dict[str, list[dict[str, Any]]], value: str) -> None:
+    for plain, hostile in zip(checked["plain"], checked[value], strict=True):
+        assert shape(hostile["ast"]) == shape(plain["ast"]), hostile["text"]
+    literals = {s for r in checked[value] for s in string_literals(r["ast"])}
+    assert encode_tag(value) in literals
+
+
+def test_hostile_store_bucket_stays_literal(checked: dict[str, list[dict[str, Any]]]) -> None:
+    for plain, hostile in zip(checked["plain"], checked["hostile store bucket"], strict=True):
+        assert shape(hostile["ast"]) == shape(plain["ast"])
+
+
+def test_flux_string_escapes() -> None:
+    assert flux.flux_string('a"b') == '"a\\"b"'
+    assert flux.flux_string("a\\b") == '"a\\\\b"'
+    assert flux.flux_string("${x}") == '"\\${x}"'
+    assert flux.flux_string("$x {") == '"$x {"'
+    assert flux.flux_time(1_500_000_000_123_456_789) == "2017-07-14T02:40:00.123456789Z"
+
+
+def test_stats_query_uses_native_window_aggregate() -> None:
+    text = flux.stats_query("events", "b", "e", None, None, 0, 60_000, "day", "Europe/Paris")
+    assert 'timezone.location(name: "Europe/Paris")' in text
+    assert 'aggregateWindow(every: 1d, fn: count, createEmpty: true, timeSrc: "_start")' in text
+
+
+def test_delete_predicate() -> None:
+    assert flux.delete_predicate("b-1.x_y") == '_measurement="events" AND bucket_id="b-1.x_y"'
