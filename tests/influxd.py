@@ -91,6 +91,7 @@ class InfluxD:
 def start_influxd(base: Path) -> InfluxD | None:
     if shutil.which("influxd") is None:
         return None
+    base.mkdir(parents=True, exist_ok=True)
     server = InfluxD(base, free_port(), free_port())
     server.start()
     return server

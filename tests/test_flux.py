@@ -43,7 +43,9 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
         texts.append(flux.millisecond_query(store_bucket, "b1", value, app, server, NOW_NS // 10**6))
         for interval, tz in itertools.product(["minute", "hour", "day"], TZS):
             texts.append(
-                flux.stats_query(store_bucket, "b1", value, app, server, 1_789_000_000_000, 1_790_000_000_000, interval, tz)
+                flux.stats_query(
+                    store_bucket, "b1", value, app, server, 1_789_000_000_000, 1_790_000_000_000, interval, tz
+                )
             )
     texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))

@@ -201,8 +201,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         s = store if store is not None else open_store(settings.resolved_store_url(), settings)
         try:
-            await s.open()
-        except StoreUnavailable as exc:
+            async with asyncio.timeout(settings.store_timeout):
+                await s.open()
+        except (StoreUnavailable, TimeoutError) as exc:
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
         app[STORE] = s

@@ -1,0 +1,88 @@
+"""docker-compose.yml, deploy/ and the README, checked without a Docker engine: parsed, and
+held to what the service actually reads and serves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eventsapi.app import create_app
+from eventsapi.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_VARS = set(re.findall(r"EVENTSAPI_[A-Z0-9_]+", (ROOT / "src/eventsapi/config.py").read_text()))
+
+
+def test_config_reads_the_documented_variables() -> None:
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"`(EVENTSAPI_[A-Z0-9_]+)`", readme))
+    assert CONFIG_VARS - documented == set(), "README config table misses these"
+    assert (
+        documented
+        - CONFIG_VARS
+        - {
+            "EVENTSAPI_TEST_INFLUXDB2_URL",
+            "EVENTSAPI_TEST_INFLUXDB2_TOKEN",
+            "EVENTSAPI_TEST_INFLUXDB2_ORG",
+            "EVENTSAPI_TEST_INFLUXDB2_BUCKET",
+            "EVENTSAPI_TEST_SKIP_INFLUXD",
+        }
+        == set()
+    )
+
+
+def test_compose_runs_the_service_against_initialised_influxdb2() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    influx = compose["services"]["influxdb"]
+    assert influx["image"].startswith("influxdb:2.7.")
+    env = influx["environment"]
+    assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    for key in ("ORG", "BUCKET", "ADMIN_TOKEN", "USERNAME", "PASSWORD"):
+        assert env[f"DOCKER_INFLUXDB_INIT_{key}"]
+    assert "healthcheck" in influx and any(v.endswith(":/var/lib/influxdb2") for v in influx["volumes"])
+    svc = compose["services"]["eventsapi"]
+    assert svc["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert svc["depends_on"]["influxdb"]["condition"] == "service_healthy"
+    senv = svc["environment"]
+    assert senv["EVENTSAPI_STORE"] == (
+        f"influxdb2://influxdb:8086?org={env['DOCKER_INFLUXDB_INIT_ORG']}&bucket={env['DOCKER_INFLUXDB_INIT_BUCKET']}"
+    )
+    assert senv["EVENTSAPI_INFLUXDB_TOKEN"] == env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
+    assert set(senv) <= CONFIG_VARS
+    assert "/readyz" in " ".join(svc["healthcheck"]["test"])
+    assert set(compose["volumes"]) == {"influxdb-data", "eventsapi-data"}
+
+
+def test_dockerfile_is_slim_pinned_and_non_root() -> None:
+    text = (ROOT / "deploy/Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms and all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", f) for f in froms)
+    assert re.search(r"^USER 10001", text, re.M)
+    for src in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for part in src.split():
+            assert (ROOT / part).exists(), part
+    constraints = (ROOT / "deploy/constraints.txt").read_text().splitlines()
+    pins = [line for line in constraints if line and not line.startswith("#")]
+    assert pins and all("==" in p for p in pins)
+    names = {p.split("==")[0].lower() for p in pins}
+    assert {"aiohttp", "aiohttp-cors", "influxdb-client", "pyjwt", "prometheus-client"} <= {
+        n.replace("_", "-") for n in names
+    }
+    assert "EVENTSAPI_HOST=0.0.0.0" in text and 'ENTRYPOINT ["eventsapi"]' in text
+
+
+def test_kubernetes_probes_point_at_real_routes() -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Deployment", "Service"}
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {e["name"] for e in container["env"]} <= CONFIG_VARS
+    app = create_app(Settings(jwt_secret="x"))
+    paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    assert {"/healthz", "/readyz"} <= paths
+    assert kinds["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True

@@ -1,0 +1,138 @@
+"""Store outages: prompt 503 + Retry-After, /readyz 503, and recovery without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from conftest import make_token
+from eventsapi.app import create_app
+from eventsapi.config import Settings
+from eventsapi.stores.base import open_store
+from influxd import InfluxD, start_influxd
+
+EVENT = {"event_name": "e", "app_name": "a"}
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[InfluxD]:
+    server = start_influxd(tmp_path / "influxd")
+    if server is None:
+        pytest.skip("influxd not installed")
+    server.query('CREATE DATABASE "outage"')
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    sock.close()
+
+
+async def _client(settings: Settings, url: str) -> TestClient[Any, Any]:
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, open_store(url, settings))))
+    await client.start_server()
+    return client
+
+
+async def _expect_503(client: TestClient[Any, Any], budget: float) -> None:
+    headers = {"Authorization": f"Bearer {make_token()}"}
+    for method, path, body in [
+        ("POST", "/api/bucket/b/data/events/ingest", [EVENT]),
+        ("POST", "/api/bucket/b/data/events", {"event_name": "e"}),
+        ("POST", "/api/bucket/b/data/events/stats", {"event_name": "e"}),
+        ("GET", "/api/bucket/b/data/eventsKeysByApp", None),
+        ("DELETE", "/api/bucket/b/data/events/delete_all", None),
+    ]:
+        started = time.monotonic()
+        resp = await client.request(method, path, json=body, headers=headers)
+        elapsed = time.monotonic() - started
+        assert resp.status == 503, (path, await resp.text())
+        assert resp.content_type == "application/problem+json"
+        assert resp.headers["Retry-After"].isdigit()
+        problem = await resp.json(content_type=None)
+        assert "SELECT" not in problem["detail"] and "127.0.0.1" not in problem["detail"]
+        assert elapsed < budget, (path, elapsed)
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_influxd_stopped_then_back(settings: Settings, own_influxd: InfluxD) -> None:
+    s = replace(settings, store_timeout=2.0)
+    client = await _client(s, f"influxql://127.0.0.1:{own_influxd.port}/outage")
+    headers = {"Authorization": f"Bearer {make_token()}"}
+    try:
+        resp = await client.post("/api/bucket/b/data/events/ingest", json=[EVENT], headers=headers)
+        assert resp.status == 200
+        own_influxd.stop()
+        await _expect_503(client, budget=10)
+        own_influxd.start()
+        for _ in range(50):
+            if (await client.get("/readyz")).status == 200:
+                break
+            await asyncio.sleep(0.2)
+        resp = await client.post("/api/bucket/b/data/events", json={"event_name": "e"}, headers=headers)
+        assert resp.status == 200 and len(await resp.json()) == 1
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("scheme", ["influxql", "influxdb2"])
+async def test_store_that_never_answers_gives_503_within_the_timeout(
+    settings: Settings, blackhole: int, scheme: str
+) -> None:
+    s = replace(settings, store_timeout=1.0)
+    url = (
+        f"influxql://127.0.0.1:{blackhole}/db"
+        if scheme == "influxql"
+        else f"influxdb2://127.0.0.1:{blackhole}?org=o&bucket=b"
+    )
+    client = await _client(s, url)
+    try:
+        # Timeout 1 s; allow scheduling slack but far below a hang.
+        await _expect_503(client, budget=5)
+    finally:
+        await client.close()
+
+
+async def test_store_refusing_connections_gives_503(settings: Settings) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = await _client(settings, f"influxql://127.0.0.1:{port}/db")
+    try:
+        await _expect_503(client, budget=5)
+    finally:
+        await client.close()

@@ -1,0 +1,205 @@
+"""Pure functions: windows, cursors, tag encoding and line protocol, query-text builders."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
+from eventsapi.stores import influxql_text as ql
+from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
+from eventsapi.stores.lineprotocol import (
+    decode_tag,
+    encode_tag,
+    escape_field_string,
+    escape_tag,
+    parse_series_key,
+    point_times,
+    render_lines,
+)
+from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
+from eventsapi.validation import parse_ingest
+from eventsapi.windows import TooManyWindows, window_start, window_starts
+from test_conformance import HOSTILE
+
+
+def ms(*args: int, tz: str = "UTC") -> int:
+    return int(datetime(*args, tzinfo=ZoneInfo(tz)).timestamp() * 1000)  # type: ignore[misc]
+
+
+# -- windows ------------------------------------------------------------------------------------
+
+
+def test_day_windows_across_spring_forward_and_fall_back() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    now = ms(2026, 11, 1, 12, tz="Europe/Paris")
+    starts, end = window_starts(now, 250, "day", paris)
+    assert all(datetime.fromtimestamp(s / 1000, paris).hour == 0 for s in starts)
+    lengths = [b - a for a, b in zip(starts, [*starts[1:], end], strict=True)]
+    assert lengths.count(23 * 3_600_000) == 1 and lengths.count(25 * 3_600_000) == 1
+    assert starts[-1] == ms(2026, 11, 1, tz="Europe/Paris") and end == ms(2026, 11, 2, tz="Europe/Paris")
+
+
+def test_hour_windows_in_fall_back_hour_are_distinct() -> None:
+    ny = ZoneInfo("America/New_York")
+    now = ms(2026, 11, 1, 12, tz="UTC")
+    starts, _ = window_starts(now, 1, "hour", ny)
+    assert len(set(starts)) == len(starts) == 25  # the repeated 01:00 hour is its own window
+    assert all(b - a == 3_600_000 for a, b in itertools.pairwise(starts))
+
+
+def test_minute_windows_count_and_limit() -> None:
+    now = ms(2026, 1, 1, 0, 0) + 30_000
+    starts, end = window_starts(now, 2, "minute", ZoneInfo("UTC"))
+    assert len(starts) == 2881 and starts[-1] == ms(2026, 1, 1) and end == starts[-1] + 60_000
+    with pytest.raises(TooManyWindows):
+        window_starts(now, 70, "minute", ZoneInfo("UTC"))
+
+
+def test_window_start_half_hour_zone_and_nonexistent_midnight() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    t = ms(2026, 5, 5, 10, 10, tz="UTC")
+    assert window_start(t, "hour", kolkata) == ms(2026, 5, 5, 9, 30, tz="UTC")
+    # America/Santiago skips from 00:00 to 01:00 on 2026-09-06: that day starts at 01:00.
+    santiago = ZoneInfo("America/Santiago")
+    t = ms(2026, 9, 6, 12, tz="America/Santiago")
+    start = window_start(t, "day", santiago)
+    assert start <= t and datetime.fromtimestamp(start / 1000, santiago).day == 6
+
+
+# -- cursors --------------------------------------------------------------------------------------
+
+
+def test_cursor_round_trip_and_rejects_garbage() -> None:
+    for at, eid in [(0, "a"), (1_700_000_000_000, 'we"ird,id ${x}'), (5, "ü")]:
+        assert decode_cursor(encode_cursor(at, eid)) == (at, eid)
+    for bad in ["", "!!!", encode_cursor(1, "x")[:-3], "WzEsMl0"]:
+        with pytest.raises(BadCursor):
+            decode_cursor(bad)
+
+
+# -- tag encoding and line protocol ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["", *HOSTILE, "%5C", "%25", "\\%", "a\\,b", "=", " ", ","])
+def test_tag_encoding_round_trips_and_has_no_backslash(value: str) -> None:
+    enc = encode_tag(value)
+    assert "\\" not in enc and enc != ""
+    assert decode_tag(enc) == value
+
+
+def test_tag_encoding_is_injective() -> None:
+    values = ["", "%", "%25", "\\", "%5C", "%%", "\\\\", "%5C%25"]
+    assert len({encode_tag(v) for v in values}) == len(values)
+
+
+def test_line_protocol_and_series_key_parse() -> None:
+    e = NewEvent('id "1"', "a,b=c d", "app\\", "", 1_000, '{"k":"v\\"\\\\"}')
+    (line,) = render_lines("b1", [e])
+    assert line.startswith("events,app=app%5C,bucket_id=b1,event_name=a\\,b\\=c\\ d,server=% ")
+    assert ' data="{\\"k\\":\\"v\\\\\\"\\\\\\\\\\"}",id="id \\"1\\""' in line
+    key = "events," + line.split(" data=")[0].split("events,", 1)[1]
+    assert parse_series_key(key) == {"app": "app\\", "bucket_id": "b1", "event_name": "a,b=c d", "server": ""}
+    assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
+    assert escape_field_string('x"\\') == '"x\\"\\\\"'
+
+
+def test_point_times_unique_in_burst_and_stable_for_resend() -> None:
+    burst = [NewEvent(f"id{i}", "n", "a", "s", 5, "{}") for i in range(5000)]
+    times = point_times("b", burst)
+    assert len(set(times)) == 5000
+    assert all(5_000_000 <= t < 6_000_000 for t in times)
+    # A re-sent id alone gets the same point as in its original batch (unless it had collided).
+    alone = point_times("b", [burst[123]])
+    assert alone[0] == times[123] or times.count(times[123]) == 1
+    # The same id twice in one batch is one point.
+    assert len(set(point_times("b", [burst[0], burst[0]]))) == 1
+
+
+# -- InfluxQL text ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_influxql_text_never_contains_user_values(value: str) -> None:
+    texts = [
+        ql.newest_query("b", value, value, value, 10, 0, 5),
+        ql.millisecond_query("b", value, value, "", 7),
+        ql.stats_query("b", value, value, value, 0, 60_000, "hour", "Europe/Paris"),
+        ql.tag_values_query("b", "event_name", value),
+    ]
+    for q, params in texts:
+        assert encode_tag(value) not in q or encode_tag(value) in ("%",)
+        assert encode_tag(value) in params.values()
+    assert ql.series_query("b") == ('SHOW SERIES FROM "events" WHERE "bucket_id" = $bucket', {"bucket": "b"})
+    assert ql.drop_query("b")[0] == 'DROP SERIES FROM "events" WHERE "bucket_id" = $bucket'
+
+
+def test_influxql_stats_and_quote() -> None:
+    q, _ = ql.stats_query("b", "n", None, None, 60_000, 120_000, "day", "America/New_York")
+    assert q.endswith(
+        "AND time >= 60000000000 AND time < 120000000000 GROUP BY time(1d) fill(0) tz('America/New_York')"
+    )
+    assert ql.quote_string("it's \\") == "'it\\'s \\\\'"
+
+
+# -- SQLite query plans: no sort of the history ------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def _plan(conn: sqlite3.Connection, sql: str, args: list[object]) -> str:
+    return " | ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        EventQuery("b", "n"),
+        EventQuery("b", "n", app="a"),
+        EventQuery("b", "n", server="s", start=1, end=5),
+        EventQuery("b", "n", app="a", server="s", after=(5, "x")),
+    ],
+)
+def test_retrieve_plan_walks_an_index_without_sorting(db: sqlite3.Connection, q: EventQuery) -> None:
+    plan = _plan(db, *retrieve_sql(q))
+    assert "TEMP B-TREE" not in plan, plan
+    assert "USING INDEX events_by_" in plan or "USING COVERING INDEX" in plan, plan
+
+
+def test_stats_plan_reads_the_rollup(db: sqlite3.Connection) -> None:
+    q = StatsQuery("b", "n", "a", None, [0, 60_000], 120_000, "minute", "UTC")
+    sql, args = stats_sql(q)
+    plan = _plan(db, sql, args)
+    # One primary-key range of the per-minute rollup per window; the events table is not read.
+    assert "SEARCH c USING PRIMARY KEY (gen=? AND name=? AND minute>? AND minute<?)" in plan, plan
+    assert "events" not in plan, plan
+
+
+def test_ingest_ids_sort_in_batch_order() -> None:
+    body = json.dumps([{"event_name": "e", "app_name": "a"} for _ in range(300)]).encode()
+    batch = parse_ingest(body, False, 10_000, now_ms=1_000)
+    ids = [e.id for e in batch.events]
+    assert ids == sorted(ids) and len(set(ids)) == 300
+
+
+def test_iso_times_with_offsets() -> None:
+    body = json.dumps(
+        [
+            {"event_name": "e", "app_name": "a", "at": "2026-01-01T01:00:00+01:00"},
+            {"event_name": "e", "app_name": "a", "at": "2026-01-01T00:00:00"},
+        ]
+    ).encode()
+    batch = parse_ingest(body, False, 10, now_ms=ms(2026, 6, 1))
+    assert [e.at for e in batch.events] == [ms(2026, 1, 1)] * 2
+    assert datetime.fromtimestamp(batch.events[0].at / 1000, UTC).hour == 0
