@@ -20,7 +20,6 @@ from eventsapi.stores.lineprotocol import (
     escape_field_string,
     escape_tag,
     parse_series_key,
-    point_times,
     render_lines,
 )
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
@@ -110,6 +109,10 @@ def test_line_protocol_and_series_key_parse() -> None:
     assert escape_field_string('x"\\') == '"x\\"\\\\"'
 
 
+def point_times(bucket: str, events: list[NewEvent]) -> list[int]:
+    return [int(line.rsplit(" ", 1)[1]) for line in render_lines(bucket, events)]
+
+
 def test_point_times_unique_in_burst_and_stable_for_resend() -> None:
     burst = [NewEvent(f"id{i}", "n", "a", "s", 5, "{}") for i in range(5000)]
     times = point_times("b", burst)
@@ -173,17 +176,21 @@ def _plan(conn: sqlite3.Connection, sql: str, args: list[object]) -> str:
 )
 def test_retrieve_plan_walks_an_index_without_sorting(db: sqlite3.Connection, q: EventQuery) -> None:
     plan = _plan(db, *retrieve_sql(q))
-    assert "TEMP B-TREE" not in plan, plan
-    assert "USING INDEX events_by_" in plan or "USING COVERING INDEX" in plan, plan
+    # The index gives the `at` order; only rows sharing one `at` are sorted by id.
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+    assert plan.endswith("USE TEMP B-TREE FOR RIGHT PART OF ORDER BY"), plan
+    assert "SEARCH events USING INDEX events_by_" in plan, plan
 
 
-def test_stats_plan_reads_the_rollup(db: sqlite3.Connection) -> None:
-    q = StatsQuery("b", "n", "a", None, [0, 60_000], 120_000, "minute", "UTC")
+def test_stats_plan_counts_index_ranges(db: sqlite3.Connection) -> None:
+    q = StatsQuery("b", "n", "a", "s", [0, 60_000], 120_000, "minute", "UTC")
     sql, args = stats_sql(q)
     plan = _plan(db, sql, args)
-    # One primary-key range of the per-minute rollup per window; the events table is not read.
-    assert "SEARCH c USING PRIMARY KEY (gen=? AND name=? AND minute>? AND minute<?)" in plan, plan
-    assert "events" not in plan, plan
+    # One index range per window, counted from the index alone (no row is read).
+    assert "SEARCH events USING COVERING INDEX events_by_app (gen=? AND app=? AND name=? AND at>? AND at<?)" in plan
+    q = StatsQuery("b", "n", None, None, [0, 60_000], 120_000, "minute", "UTC")
+    plan = _plan(db, *stats_sql(q))
+    assert "SEARCH events USING COVERING INDEX events_by_name (gen=? AND name=? AND at>? AND at<?)" in plan
 
 
 def test_ingest_ids_sort_in_batch_order() -> None:

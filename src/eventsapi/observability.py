@@ -8,12 +8,14 @@ import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # process_resident_memory_bytes and friends: what operators (and `eventsapi bench`) watch.
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "eventsapi_requests_total",
             "HTTP requests by route, method and status",

@@ -13,7 +13,7 @@ values and results are decoded.
 
 Timestamps. InfluxDB keeps one point per (series, timestamp): two events sharing `at`, app,
 server and name would overwrite each other. Each event's point time is `at` in ms x 10⁶ plus a
-*slot* in [0, 10⁶) derived from a hash of its id, so a re-sent id lands on the same point
+*slot* in [0, 10⁶) derived from a hash (CRC-32) of its id, so a re-sent id lands on the same point
 (idempotent), and distinct ids almost always land on distinct points. Within one batch, slot
 collisions in the same series and millisecond are resolved by probing to the next free slot.
 Across batches, two distinct ids of the same series and millisecond collide with probability
@@ -22,9 +22,9 @@ Across batches, two distinct ids of the same series and millisecond collide with
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import zlib
+from collections.abc import Iterable, Sequence
 
 from eventsapi.stores.base import NewEvent
 
@@ -56,44 +56,39 @@ def escape_field_string(value: str) -> str:
 
 
 def slot(event_id: str) -> int:
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % NS_PER_MS
+    return zlib.crc32(event_id.encode()) % NS_PER_MS
 
 
-def point_times(bucket: str, events: Sequence[NewEvent]) -> list[int]:
-    """Nanosecond point time of each event: at x 10⁶ + slot(id), probed within the batch."""
-    taken: set[tuple[str, str, str, int]] = set()
-    by_id: dict[tuple[str, str, str, str], int] = {}
-    times: list[int] = []
-    for e in events:
-        key = (e.name, e.app, e.server, e.id)
-        if key in by_id:  # the same id twice in one batch: the same point
-            times.append(by_id[key])
-            continue
-        s = slot(e.id)
-        base = e.at * NS_PER_MS
-        while (e.name, e.app, e.server, base + s) in taken:
-            s = (s + 1) % NS_PER_MS
-        taken.add((e.name, e.app, e.server, base + s))
-        by_id[key] = base + s
-        times.append(base + s)
-    return times
+def render_lines(bucket: str, events: Sequence[NewEvent]) -> list[str]:
+    """One line-protocol line per event (no trailing newline).
 
-
-def render_lines(bucket: str, events: Sequence[NewEvent]) -> Iterator[str]:
-    """One line-protocol line per event (no trailing newline)."""
+    Each event's point time is at x 10^6 + slot(id). A slot already taken in this batch by
+    another id of the same series and millisecond is probed to the next free one; the same id
+    twice in a batch is the same point.
+    """
     b = escape_tag(encode_tag(bucket))
-    for e, t in zip(events, point_times(bucket, events), strict=True):
-        yield (
-            f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
-            f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} "
-            f"data={escape_field_string(e.data)},id={escape_field_string(e.id)} {t}"
-        )
+    prefixes: dict[tuple[str, str, str], str] = {}
+    taken: dict[tuple[str, int], str] = {}  # (series, point time) -> id
+    lines: list[str] = []
+    for e in events:
+        series = (e.name, e.app, e.server)
+        prefix = prefixes.get(series)
+        if prefix is None:
+            prefix = prefixes[series] = (
+                f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
+                f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="
+            )
+        base = e.at * NS_PER_MS
+        s = slot(e.id)
+        while taken.setdefault((prefix, base + s), e.id) != e.id:
+            s = (s + 1) % NS_PER_MS
+        lines.append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)} {base + s}")
+    return lines
 
 
 def render_batches(bucket: str, events: Sequence[NewEvent], lines_per_batch: int = 5000) -> Iterable[bytes]:
     """Line-protocol bodies of at most `lines_per_batch` points each."""
-    lines = list(render_lines(bucket, events))
+    lines = render_lines(bucket, events)
     for i in range(0, len(lines), lines_per_batch):
         yield ("\n".join(lines[i : i + lines_per_batch]) + "\n").encode()
 

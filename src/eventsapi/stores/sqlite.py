@@ -1,10 +1,16 @@
 """The embedded SQLite store: single file, WAL, one writer thread, a pool of reader threads.
 
 Design for scale (API.md §5, issue 2):
-- Newest-first reads and cursor pages walk an index on (generation, name[, app], at, id)
-  backwards, so the newest page costs the same at 1,000 or 10,000,000 events.
-- A trigger keeps per-minute counts and the (app, name) key set as events are inserted, so a
-  histogram sums at most one row per minute per series and eventsKeysByApp never reads events.
+- Names, apps and servers are interned as integers (`strings`), so the event indexes stay
+  small: (generation, name, at, server) and (generation, app, name, at, server), plus the
+  unique (generation, id) that makes re-sends no-ops. Three index entries per event is what
+  keeps ingest fast.
+- Newest-first reads and cursor pages walk one of those indexes backwards; only rows sharing
+  one millisecond are ordered by id in a small sort, never the history.
+- Histograms count index ranges, one per window, without reading the rows; the filters they
+  may carry (app, server) are index columns too.
+- The (app, name) key set is kept per batch in `event_keys`, so eventsKeysByApp never reads
+  events.
 - A bucket's rows carry a *generation* number. delete_all points the bucket at no generation
   (one row, committed before the answer), and a background task purges the orphaned
   generation in small chunks, so deleting a million events answers in milliseconds.
@@ -18,11 +24,14 @@ import contextlib
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
+
+import orjson
 
 from eventsapi.stores.base import (
     EventQuery,
@@ -36,6 +45,10 @@ from eventsapi.stores.base import (
 T = TypeVar("T")
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS strings (
+    key INTEGER PRIMARY KEY,
+    value TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS buckets (
     bucket_id TEXT PRIMARY KEY,
     gen INTEGER NOT NULL
@@ -47,95 +60,129 @@ CREATE TABLE IF NOT EXISTS generations (
 );
 CREATE TABLE IF NOT EXISTS events (
     gen INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    app TEXT NOT NULL,
-    server TEXT NOT NULL,
+    name INTEGER NOT NULL,
+    app INTEGER NOT NULL,
+    server INTEGER NOT NULL,
     at INTEGER NOT NULL,
     id TEXT NOT NULL,
     data TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (gen, id);
-CREATE INDEX IF NOT EXISTS events_by_name ON events (gen, name, at, id);
-CREATE INDEX IF NOT EXISTS events_by_app ON events (gen, app, name, at, id);
-CREATE TABLE IF NOT EXISTS minute_counts (
-    gen INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    minute INTEGER NOT NULL,
-    app TEXT NOT NULL,
-    server TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (gen, name, minute, app, server)
-) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_name ON events (gen, name, at, server);
+CREATE INDEX IF NOT EXISTS events_by_app ON events (gen, app, name, at, server);
 CREATE TABLE IF NOT EXISTS event_keys (
     gen INTEGER NOT NULL,
-    app TEXT NOT NULL,
-    name TEXT NOT NULL,
+    app INTEGER NOT NULL,
+    name INTEGER NOT NULL,
     n INTEGER NOT NULL,
     PRIMARY KEY (gen, app, name)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS events_rollup AFTER INSERT ON events BEGIN
-    INSERT INTO minute_counts VALUES (NEW.gen, NEW.name, NEW.at / 60000, NEW.app, NEW.server, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-    INSERT INTO event_keys VALUES (NEW.gen, NEW.app, NEW.name, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-END;
 """
 
 _GEN = "(SELECT gen FROM buckets WHERE bucket_id = ?)"
+_KEY = "(SELECT key FROM strings WHERE value = ?)"
 PURGE_CHUNK = 20_000
+_BULK_INSERT = (
+    "INSERT OR IGNORE INTO events SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
+    "value ->> 5 FROM json_each(?)"
+)
+_ROW_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _where(bucket: str, name: str, app: str | None, server: str | None) -> tuple[str, list[object], str]:
+    """Conditions on the interned columns, their arguments, and the index that serves them."""
+    cond = [f"gen = {_GEN}", f"name = {_KEY}"]
+    args: list[object] = [bucket, name]
+    if app is not None:
+        cond.append(f"app = {_KEY}")
+        args.append(app)
+    if server is not None:
+        cond.append(f"server = {_KEY}")
+        args.append(server)
+    return " AND ".join(cond), args, "events_by_app" if app is not None else "events_by_name"
 
 
 def retrieve_sql(q: EventQuery) -> tuple[str, list[object]]:
-    """The newest-first page query: an index range walked backwards, never a sort."""
-    index = "events_by_app" if q.app is not None else "events_by_name"
-    where = [f"gen = {_GEN}"]
-    args: list[object] = [q.bucket]
-    if q.app is not None:
-        where.append("app = ?")
-        args.append(q.app)
-    where.append("name = ?")
-    args.append(q.name)
-    if q.server is not None:
-        where.append("server = ?")
-        args.append(q.server)
+    """The newest-first page: an index range walked backwards. Rows of one millisecond are
+    ordered by id in a small sort (SQLite's "right part of ORDER BY"), never the history."""
+    where, args, index = _where(q.bucket, q.name, q.app, q.server)
     if q.start is not None:
-        where.append("at >= ?")
+        where += " AND at >= ?"
         args.append(q.start)
     if q.end is not None:
-        where.append("at < ?")
+        where += " AND at < ?"
         args.append(q.end)
     if q.after is not None:
-        where.append("(at, id) < (?, ?)")
-        args.extend(q.after)
+        where += " AND at <= ? AND (at < ? OR id < ?)"
+        args.extend((q.after[0], q.after[0], q.after[1]))
     sql = (
         f"SELECT id, name, app, server, at, data FROM events INDEXED BY {index} "
-        f"WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
+        f"WHERE {where} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
     )
     args.extend((q.limit, q.offset))
     return sql, args
 
 
 def stats_sql(q: StatsQuery) -> tuple[str, list[object]]:
-    """Sum the per-minute rollup over each window; the windows come in as a JSON array."""
-    cond = ["c.gen = (SELECT gen FROM buckets WHERE bucket_id = ?)", "c.name = ?"]
-    args: list[object] = [q.bucket, q.name]
-    if q.app is not None:
-        cond.append("c.app = ?")
-        args.append(q.app)
-    if q.server is not None:
-        cond.append("c.server = ?")
-        args.append(q.server)
+    """One index-range count per window; the windows come in as a JSON array of [start, end)."""
+    where, args, index = _where(q.bucket, q.name, q.app, q.server)
     bounds = [*q.starts, q.end]
-    # Window edges are whole minutes (see windows.window_start), so minute rows fall wholly
-    # inside one window.
-    windows = json.dumps([[bounds[i] // 60000, bounds[i + 1] // 60000] for i in range(len(q.starts))])
+    windows = json.dumps([[bounds[i], bounds[i + 1]] for i in range(len(q.starts))])
     sql = (
-        "SELECT (SELECT coalesce(sum(c.n), 0) FROM minute_counts c WHERE "
-        + " AND ".join(cond)
-        + " AND c.minute >= w.value ->> 0 AND c.minute < w.value ->> 1)"
-        " FROM json_each(?) w ORDER BY w.key"
+        f"SELECT (SELECT count(*) FROM events INDEXED BY {index} WHERE {where} "
+        "AND at >= w.value ->> 0 AND at < w.value ->> 1) FROM json_each(?) w ORDER BY w.key"
     )
     return sql, [*args, windows]
+
+
+def intern(conn: sqlite3.Connection, values: set[str], cache: dict[str, int]) -> dict[str, int]:
+    """Integer keys of strings, creating the missing ones (inside the writer's transaction)."""
+    missing = [v for v in values if v not in cache]
+    if missing:
+        if len(cache) > 200_000:  # bound memory; keys never change, so dropping them is safe
+            cache.clear()
+            missing = list(values)
+        conn.executemany("INSERT OR IGNORE INTO strings (value) VALUES (?)", ((v,) for v in missing))
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            cache.update(conn.execute(f"SELECT value, key FROM strings WHERE value IN ({marks})", chunk))
+    return cache
+
+
+def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEvent], cache: dict[str, int]) -> None:
+    """Insert a batch in one durable transaction: the whole write path of the store."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT gen FROM buckets WHERE bucket_id = ?", (bucket,)).fetchone()
+        if row is None:
+            gen = conn.execute("INSERT INTO generations (bucket_id) VALUES (?)", (bucket,)).lastrowid
+            conn.execute("INSERT INTO buckets VALUES (?, ?)", (bucket, gen))
+        else:
+            gen = row[0]
+        keys = intern(conn, {s for e in events for s in (e.name, e.app, e.server)}, cache)
+        rows = [(keys[e.name], keys[e.app], keys[e.server], e.at, e.id, e.data) for e in events]
+        # The batch goes in as one JSON parameter expanded by json_each: one statement step for
+        # the whole batch, run by SQLite without the GIL, instead of a GIL hand-off per row
+        # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, id) unique
+        # index makes re-sends no-ops; when some row was ignored, the batch is inserted again
+        # one row at a time to count only the rows that went in.
+        if conn.execute(_BULK_INSERT, (gen, orjson.dumps(rows).decode())).rowcount == len(rows):
+            inserted = rows
+        else:
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            inserted = [r for r in rows if conn.execute(_ROW_INSERT, (gen, *r)).rowcount == 1]
+        counts = Counter((r[1], r[0]) for r in inserted)
+        conn.executemany(
+            "INSERT INTO event_keys VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            ((gen, app, name, n) for (app, name), n in counts.items()),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class SQLiteStore(Store):
@@ -151,6 +198,8 @@ class SQLiteStore(Store):
         self._conns_lock = threading.Lock()
         self._purge_task: asyncio.Task[None] | None = None
         self._purge_wakeup = asyncio.Event()
+        self._keys: dict[str, int] = {}  # string -> key, writer thread only
+        self._values: dict[int, str] = {}  # key -> string, shared by readers (keys never change)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -233,28 +282,7 @@ class SQLiteStore(Store):
     # -- writes ---------------------------------------------------------------------------
 
     async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT gen FROM buckets WHERE bucket_id = ?", (bucket,)).fetchone()
-                if row is None:
-                    cur = conn.execute("INSERT INTO generations (bucket_id) VALUES (?)", (bucket,))
-                    gen = cur.lastrowid
-                    conn.execute("INSERT INTO buckets VALUES (?, ?)", (bucket, gen))
-                else:
-                    gen = row[0]
-                # OR IGNORE on the (gen, id) unique index makes re-sends no-ops; the rollup
-                # trigger fires only for rows actually inserted.
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO events VALUES ({gen}, ?, ?, ?, ?, ?, ?)",
-                    ((e.name, e.app, e.server, e.at, e.id, e.data) for e in events),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-        await self._write(write)
+        await self._write(lambda conn: write_events(conn, bucket, events, self._keys))
 
     async def delete_all(self, bucket: str) -> None:
         def detach(conn: sqlite3.Connection) -> None:
@@ -285,7 +313,6 @@ class SQLiteStore(Store):
                     (gen, PURGE_CHUNK),
                 )
                 if cur.rowcount < PURGE_CHUNK:
-                    conn.execute("DELETE FROM minute_counts WHERE gen = ?", (gen,))
                     conn.execute("DELETE FROM event_keys WHERE gen = ?", (gen,))
                     conn.execute("DELETE FROM generations WHERE gen = ?", (gen,))
                 conn.execute("COMMIT")
@@ -307,10 +334,27 @@ class SQLiteStore(Store):
 
     # -- reads ----------------------------------------------------------------------------
 
+    def _names(self, conn: sqlite3.Connection, keys: set[int]) -> dict[int, str]:
+        values = self._values
+        missing = [k for k in keys if k not in values]
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            values.update(conn.execute(f"SELECT key, value FROM strings WHERE key IN ({marks})", chunk))
+        if len(values) > 200_000:
+            self._values = {k: values[k] for k in keys}
+            return self._values
+        return values
+
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
         sql, args = retrieve_sql(query)
-        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
-        return [StoredEvent(*r) for r in rows]
+
+        def read(conn: sqlite3.Connection) -> list[StoredEvent]:
+            rows = conn.execute(sql, args).fetchall()
+            v = self._names(conn, {k for r in rows for k in (r[1], r[2], r[3])})
+            return [StoredEvent(r[0], v[r[1]], v[r[2]], v[r[3]], r[4], r[5]) for r in rows]
+
+        return await self._read(read)
 
     async def stats(self, query: StatsQuery) -> list[int]:
         sql, args = stats_sql(query)
@@ -318,14 +362,12 @@ class SQLiteStore(Store):
         return [r[0] for r in rows]
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
-        rows: list[tuple[str, str]] = await self._read(
-            lambda c: c.execute(
-                f"SELECT app, name FROM event_keys WHERE gen = {_GEN} ORDER BY app, name", (bucket,)
-            ).fetchall()
-        )
-        out: list[tuple[str, list[str]]] = []
-        for app, name in rows:
-            if not out or out[-1][0] != app:
-                out.append((app, []))
-            out[-1][1].append(name)
-        return out
+        def read(conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
+            rows = conn.execute(f"SELECT app, name FROM event_keys WHERE gen = {_GEN}", (bucket,)).fetchall()
+            v = self._names(conn, {k for r in rows for k in r})
+            out: dict[str, list[str]] = {}
+            for app, name in sorted((v[a], v[n]) for a, n in rows):
+                out.setdefault(app, []).append(name)
+            return list(out.items())
+
+        return await self._read(read)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Reproduces the README's benchmark figures on this machine:
+#   ./scripts/bench.sh sqlite   [bench args...]   service on SQLite vs SQLite directly
+#   ./scripts/bench.sh influxql [bench args...]   service on InfluxDB 1.x vs InfluxDB directly
+# Starts what it needs (a throw-away influxd for influxql, the service on a free port) in a
+# temporary directory, runs `eventsapi bench`, stops everything. Needs ./scripts/test.sh's
+# .venv (or run that first). Extra arguments go to `eventsapi bench` (e.g. --events 1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-sqlite}; shift || true
+[ -x .venv/bin/eventsapi ] || { python3 -m venv .venv; .venv/bin/python -m pip install -q -e .; }
+WORK=$(mktemp -d /tmp/eventsapi-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
+
+export EVENTSAPI_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnop EVENTSAPI_ACCESS_LOG=0
+if [ "$MODE" = influxql ]; then
+  IPORT=$(port); RPORT=$(port)
+  cat > "$WORK/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$RPORT"
+[meta]
+  dir = "$WORK/meta"
+[data]
+  dir = "$WORK/data"
+  wal-dir = "$WORK/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:$IPORT"
+  log-enabled = false
+CONF
+  influxd -config "$WORK/influxdb.conf" > "$WORK/influxd.log" 2>&1 & PIDS+=($!)
+  wait_http "http://127.0.0.1:$IPORT/ping"
+  for db in service engine; do curl -fs -XPOST "http://127.0.0.1:$IPORT/query" --data-urlencode "q=CREATE DATABASE $db" >/dev/null; done
+  STORE="influxql://127.0.0.1:$IPORT/service"; ENGINE="influxql://127.0.0.1:$IPORT/engine"
+else
+  STORE="sqlite:///$WORK/service.db"; ENGINE="sqlite:///$WORK/engine.db"
+fi
+SPORT=$(port)
+.venv/bin/eventsapi serve --port "$SPORT" --store "$STORE" > "$WORK/serve.log" 2>&1 & PIDS+=($!)
+wait_http "http://127.0.0.1:$SPORT/readyz"
+TOKEN=$(EVENTSAPI_DATA_DIR="$WORK" .venv/bin/eventsapi token --sub bench --bucket '*' --scope "events:read events:write events:delete")
+echo "== $MODE: $(nproc) cores, $(python3 -c 'import os; print(round(os.sysconf("SC_PAGE_SIZE")*os.sysconf("SC_PHYS_PAGES")/2**30))') GiB, $(date -u +%F)" >&2
+.venv/bin/eventsapi bench --url "http://127.0.0.1:$SPORT" --token "$TOKEN" --engine "$ENGINE" "$@"
