@@ -162,7 +162,7 @@ async def test_invalid_events_are_reported_and_nothing_of_them_stored(
         (b"[1, 2", 400),
         (b"[NaN]", 400),
         (b"[" * 100000 + b"]" * 100000, 400),
-        (b"[" + b"9" * 5000 + b"]", 400),
+        (b'[{"event_name": "a", "app_name": "b"},]', 400),
         (b"\xff\xfe", 400),
     ],
 )
@@ -177,6 +177,20 @@ async def test_malformed_body_is_400(api: Api, bucket: str, body: bytes, status:
     problem = await resp.json(content_type=None)
     assert resp.content_type == "application/problem+json"
     assert problem["status"] == status and "Traceback" not in problem["detail"]
+
+
+async def test_huge_numbers_and_wrong_types_are_rejected_per_event(api: Api, bucket: str) -> None:
+    body = b"[" + b"9" * 5000 + b', {"event_name": "e", "app_name": "a", "at": ' + b"9" * 5000 + b'}, [], "s", null]'
+    resp = await api.request(
+        "POST",
+        f"/api/bucket/{bucket}/data/events/ingest",
+        data=body,
+        headers={**api.auth(), "Content-Type": "application/json"},
+    )
+    result = await resp.json()
+    assert resp.status == 200 and result["accepted"] == 0
+    assert [r["index"] for r in result["rejected"]] == [0, 1, 2, 3, 4]
+    assert await api.keys(bucket) == []
 
 
 async def test_too_many_events_is_413(api: Api, bucket: str) -> None:

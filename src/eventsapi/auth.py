@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,8 @@ from eventsapi.config import Settings
 from eventsapi.problems import Problem
 
 SCOPES = ("events:read", "events:write", "events:delete")
+CACHE_SIZE = 4096
+CACHE_SECONDS = 60.0
 _CHALLENGE = 'Bearer realm="eventsapi", error="invalid_token"'
 
 
@@ -46,6 +50,9 @@ class Authenticator:
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway
         self._jwks: jwt.PyJWKClient | None = None
+        # Dashboards send the same token with every request; verifying it costs ~100 µs, so
+        # verified tokens are remembered until they expire, for at most CACHE_SECONDS.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
         self._key: Any
         if settings.jwt_secret:
             self._key, self._algorithms = settings.jwt_secret, ["HS256"]
@@ -71,6 +78,12 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("Authorization must be 'Bearer <token>'")
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() < hit[1]:
+                self._verified.move_to_end(token)
+                return hit[0]
+            del self._verified[token]
         key = self._key
         if self._jwks is not None:
             # PyJWKClient fetches with blocking urllib: keep it off the event loop.
@@ -99,7 +112,12 @@ class Authenticator:
             raise unauthorized(f"token lacks the {exc.claim} claim") from None
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"invalid token: {type(exc).__name__}") from None
-        return _principal(claims)
+        principal = _principal(claims)
+        until = min(float(claims["exp"]) + self._leeway, time.time() + CACHE_SECONDS)
+        self._verified[token] = (principal, until)
+        if len(self._verified) > CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

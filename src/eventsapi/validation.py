@@ -6,13 +6,13 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
+import msgspec
 
 from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.problems import Problem, ValidationProblem
@@ -36,9 +36,32 @@ def check_bucket(bucket: str) -> str:
 
 
 def loads(text: bytes | str) -> Any:
-    """Strict JSON (orjson): NaN/Infinity, lone surrogates, integers beyond 64 bits and nesting
-    deeper than 1024 raise ValueError."""
-    return orjson.loads(text)
+    """Strict JSON: NaN/Infinity, invalid UTF-8 and runaway nesting raise ValueError."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+class _WireEvent(msgspec.Struct):
+    """An ingested event as it arrives, flat or a PM2 packet; unknown fields are ignored.
+    Fields are typed loosely so that each one gets its own error message; `data` stays the raw
+    JSON text that was sent, stored without a parse and re-serialisation."""
+
+    event_name: Any = None
+    app_name: Any = None
+    server_name: Any = None
+    name: Any = None
+    process: Any = None
+    at: Any = None
+    id: Any = None
+    data: msgspec.Raw = msgspec.Raw(b"")  # empty: absent
+
+
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+_EVENT = msgspec.json.Decoder(_WireEvent)
 
 
 def name_error(value: object, max_len: int = MAX_NAME) -> str | None:
@@ -96,24 +119,30 @@ def _name(value: object, field: str, known: set[str], max_len: int = MAX_NAME) -
     return value
 
 
-def _event(item: object, now_ms: int, make_id: Callable[[int], str], index: int, known: set[str]) -> NewEvent:
+def _event(
+    raw: bytes | msgspec.Raw, now_ms: int, make_id: Callable[[int], str], index: int, known: set[str]
+) -> NewEvent:
     """One event from a flat or PM2 `human:event` object; raises ValueError with the reason."""
-    if type(item) is not dict:
-        raise ValueError("event must be a JSON object")
-    get = item.get
-    name = get("event_name")
-    if name is None and "name" in item and type(get("process")) is dict:
-        process = item["process"]
-        name = _name(item["name"], "name", known)
+    try:
+        item = _EVENT.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"event must be a JSON object: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
+    process = item.process
+    if item.event_name is None and item.name is not None and type(process) is dict:
+        name = _name(item.name, "name", known)
         app = _name(process.get("name"), "process.name", known)
         server = process.get("server")
         server = "" if server is None or server == "" else _name(server, "process.server", known)
     else:
-        name = _name(name, "event_name", known)
-        app = _name(get("app_name"), "app_name", known)
-        server = get("server_name")
+        name = _name(item.event_name, "event_name", known)
+        app = _name(item.app_name, "app_name", known)
+        server = item.server_name
         server = "" if server is None or server == "" else _name(server, "server_name", known)
-    at_raw = get("at")
+    at_raw = item.at
     if at_raw is None:
         at = now_ms
     else:
@@ -126,17 +155,23 @@ def _event(item: object, now_ms: int, make_id: Callable[[int], str], index: int,
                 raise ValueError(f"at {exc}") from None
         if not 0 <= at <= now_ms + FUTURE_SLACK_MS:
             raise ValueError("at must lie between 1970-01-01 and now + 24 h")
-    data = get("data")
-    if data is None:
+    blob = bytes(item.data)
+    if blob in (b"", b"null"):
         data_text = "{}"
-    elif type(data) is not dict:
-        raise ValueError("data must be a JSON object")
     else:
-        raw = orjson.dumps(data)
-        if len(raw) > MAX_DATA_BYTES:
-            raise ValueError(f"data is {len(raw)} bytes serialised; at most {MAX_DATA_BYTES}")
-        data_text = raw.decode()
-    event_id = get("id")
+        if blob[:1] != b"{":
+            raise ValueError("data must be a JSON object")
+        if len(blob) > MAX_DATA_BYTES:
+            raise ValueError(f"data is {len(blob)} bytes serialised; at most {MAX_DATA_BYTES}")
+        if b"\n" in blob or b"\r" in blob:
+            # Pretty-printed: line breaks can only be whitespace here; store it compact, since
+            # line protocol cannot carry them.
+            blob = msgspec.json.encode(msgspec.json.decode(blob))
+        try:
+            data_text = blob.decode()
+        except UnicodeDecodeError:
+            raise ValueError("data is not valid UTF-8") from None
+    event_id = item.id
     if event_id is None:
         event_id = make_id(index)
     elif type(event_id) is not str or not 0 < len(event_id) <= MAX_ID or _FORBIDDEN.search(event_id):
@@ -152,41 +187,28 @@ class IngestBatch:
 
 def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None = None) -> IngestBatch:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    items: list[object]
-    pre_rejected: dict[int, str] = {}
+    items: Sequence[bytes | msgspec.Raw]
     if ndjson:
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            raise Problem(400, "body is not UTF-8") from None
-        lines = [ln for ln in text.splitlines() if ln.strip()]
+        lines = [ln for ln in body.splitlines() if ln.strip()]
         if len(lines) > max_events:
             raise Problem(413, f"{len(lines)} events in one request; at most {max_events}")
-        items = []
-        for i, line in enumerate(lines):
-            try:
-                items.append(loads(line))
-            except ValueError as exc:
-                items.append(None)
-                pre_rejected[i] = f"line is not valid JSON: {exc}"
+        items = lines
     else:
         try:
-            parsed = loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            items = _ITEMS.decode(body)
+        except msgspec.ValidationError:
+            raise Problem(400, "body must be a JSON array of events (or NDJSON)") from None
+        except msgspec.DecodeError as exc:
             raise Problem(400, f"body is not valid JSON: {exc}") from None
-        if not isinstance(parsed, list):
-            raise Problem(400, "body must be a JSON array of events (or NDJSON)")
-        if len(parsed) > max_events:
-            raise Problem(413, f"{len(parsed)} events in one request; at most {max_events}")
-        items = parsed
+        except RecursionError:
+            raise Problem(400, "body is not valid JSON: nested too deeply") from None
+        if len(items) > max_events:
+            raise Problem(413, f"{len(items)} events in one request; at most {max_events}")
     make_id = IdMaker(now_ms)
     known: set[str] = set()
     events: list[NewEvent] = []
     rejected: list[dict[str, object]] = []
     for i, item in enumerate(items):
-        if i in pre_rejected:
-            rejected.append({"index": i, "error": pre_rejected[i]})
-            continue
         try:
             events.append(_event(item, now_ms, make_id, i, known))
         except ValueError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+import msgspec
 
 from eventsapi.config import Settings
 from eventsapi.stores import influxql_text as text
@@ -90,7 +91,7 @@ class InfluxQLStore(Store):
         if status >= 400:
             raise StoreUnavailable(f"influxdb /query answered {status}: {body[:200]!r}")
         try:
-            result = json.loads(body)["results"][0]
+            result = msgspec.json.decode(body)["results"][0]
         except (ValueError, KeyError, IndexError) as exc:
             raise StoreUnavailable("influxdb /query answered something unreadable") from exc
         if "error" in result:
@@ -137,14 +138,20 @@ class InfluxQLStore(Store):
     @staticmethod
     def _rows(series: list[dict[str, Any]]) -> list[StoredEvent]:
         out: list[StoredEvent] = []
+        decoded: dict[str, str] = {}  # tag values repeat: decode each once
+
+        def tag(v: str) -> str:
+            d = decoded.get(v)
+            if d is None:
+                d = decoded[v] = decode_tag(v)
+            return d
+
         for s in series:
             cols = s["columns"]
             ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name")]
             for v in s["values"]:
                 t, data, eid, app, server, name = (v[i] for i in ix)
-                out.append(
-                    StoredEvent(eid, decode_tag(name), decode_tag(app), decode_tag(server), t // NS_PER_MS, data)
-                )
+                out.append(StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, data))
         return out
 
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:

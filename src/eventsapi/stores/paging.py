@@ -5,7 +5,8 @@ a point's sub-millisecond part is a hash slot, not the id. So rows are regrouped
 millisecond and sorted by id inside each group, and the group that a page boundary cuts is
 always read whole. Engines supply two primitives:
 
-- `newest(upper_ns, lower_ns, n)`: up to n rows with lower ≤ time < upper, newest first;
+- `newest(upper_ns, lower_ns, n)`: up to n rows with lower ≤ time < upper, newest first
+  (asked for a few rows more than the page needs, to see where the last millisecond ends);
 - `millisecond(ms)`: every row of one millisecond.
 
 `newest` is called over a *widening* window below the upper bound (1 h, then x16 each round)
@@ -25,6 +26,7 @@ Millisecond = Callable[[int], Awaitable[list[StoredEvent]]]
 FIRST_SPAN_NS = 3600 * 10**9
 GROWTH = 16
 FUTURE_NS = 25 * 3600 * 10**9  # events may be stamped up to now + 24 h
+LOOKAHEAD = 8
 
 
 def _order(rows: list[StoredEvent]) -> list[StoredEvent]:
@@ -44,11 +46,13 @@ async def page(q: EventQuery, now_ns: int, newest: Newest, millisecond: Millisec
     span = FIRST_SPAN_NS
     while len(rows) < want and upper > lower:
         lo = max(lower, upper - span)
-        got = await newest(upper, lo, want - len(rows))
-        if len(got) == want - len(rows) and got:
-            # The last millisecond may continue past the limit: read it whole.
-            cut = got[-1].at
-            got = [r for r in got if r.at != cut] + await millisecond(cut)
+        need = want - len(rows)
+        # A few rows past the page show whether the last millisecond continues past it.
+        got = await newest(upper, lo, need + LOOKAHEAD)
+        if len(got) > need:
+            cut = got[need - 1].at
+            if got[-1].at == cut:  # the page ends inside a run of one millisecond: read it whole
+                got = [r for r in got if r.at != cut] + await millisecond(cut)
             rows += _order(got)
             break
         rows += _order(got)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
-import orjson
+import msgspec
 
 from eventsapi.stores.base import (
     EventQuery,
@@ -167,7 +167,7 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
         # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, id) unique
         # index makes re-sends no-ops; when some row was ignored, the batch is inserted again
         # one row at a time to count only the rows that went in.
-        if conn.execute(_BULK_INSERT, (gen, orjson.dumps(rows).decode())).rowcount == len(rows):
+        if conn.execute(_BULK_INSERT, (gen, msgspec.json.encode(rows).decode())).rowcount == len(rows):
             inserted = rows
         else:
             conn.execute("ROLLBACK")
