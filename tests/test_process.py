@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,72 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
-from influxd import free_port
-
-
-class Service:
-    def __init__(self, cwd: Path, env: dict[str, str] | None = None, *extra: str) -> None:
-        self.cwd = cwd
-        self.port = free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSAPI_")}
-        self.env.update(env or {})
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log = open(self.cwd / f"serve-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eventsapi", "serve", "--port", str(self.port), *self.extra],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.logs()
-            try:
-                self.call("GET", "/healthz")
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("service did not start: " + self.logs())
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text() for p in self.cwd.glob("serve-*.log"))
-
-    def token(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "eventsapi", "token", *args],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        return out.stdout.strip()
-
-    def call(
-        self, method: str, path: str, body: Any = None, token: str | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw[:1] in (b"[", b"{") else raw, dict(resp.headers)
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null"), dict(err.headers)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(30)
-        self.log.close()
-        return code
+from service import Service
 
 
 @pytest.fixture
@@ -215,3 +146,37 @@ def test_kill_9_loses_no_acknowledged_event(service: Service) -> None:
             break
     assert set(acked) <= found
     assert len(found) == stored
+
+
+def _raw_request(port: int, head: bytes, body_part: bytes, wait: float) -> tuple[bytes, float]:
+    """Send a request head and part of its body, then stall; return the server's first answer
+    and how long it took to come."""
+    import socket
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(head + body_part)
+        try:
+            answer = sock.recv(65536)
+        except TimeoutError:
+            answer = b""
+    return answer, time.monotonic() - started
+
+
+def test_slow_client_cannot_hold_a_request(tmp_path: Path) -> None:
+    svc = Service(tmp_path, {"EVENTSAPI_READ_TIMEOUT": "1"})
+    svc.start()
+    try:
+        token = svc.token("--sub", "x", "--bucket", "b")
+        head = (
+            b"POST /api/bucket/b/data/events/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\nContent-Length: 1000\r\n\r\n"
+        )
+        answer, elapsed = _raw_request(svc.port, head, b'[{"event_', wait=15)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b"application/problem+json" in answer and elapsed < 10
+        # The service still answers others.
+        status, _, _ = svc.call("GET", "/healthz")
+        assert status == 200
+    finally:
+        svc.stop()

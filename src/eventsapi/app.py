@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import aiohttp_cors
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventsapi.auth import Authenticator, Principal
@@ -58,6 +59,8 @@ async def problems_middleware(
         response = await handler(request)
     except Problem as exc:
         response = problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+        if exc.close:
+            response.force_close()
     except StoreUnavailable as exc:
         metrics.store_errors.labels("unavailable").inc()
         log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
@@ -100,8 +103,22 @@ async def _authorize(request: web.Request, scope: str) -> str:
     return bucket
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, bounded in size (client_max_size, after gzip inflation) and in time, so
+    a slow client cannot hold a request open for ever."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].read_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise Problem(408, "request body not received in time", close=True) from None
+    except RequestPayloadError:
+        raise Problem(
+            400, "request body could not be read (bad Content-Encoding or truncated body)", close=True
+        ) from None
+
+
 async def _json_body(request: web.Request) -> object:
-    body = await request.read()
+    body = await _read_body(request)
     try:
         return loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -118,7 +135,7 @@ def _json(text: str, headers: dict[str, str] | None = None) -> web.Response:
 async def ingest(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:write")
     settings = request.app[SETTINGS]
-    body = await request.read()  # client_max_size bounds it, after gzip inflation too
+    body = await _read_body(request)
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
     batch = parse_ingest(body, ndjson, settings.max_events)
     if batch.events:

@@ -66,7 +66,10 @@ class Authenticator:
                 raise ValueError("EVENTSAPI_JWT_PUBLIC_KEY must be an RSA or EC (P-256) key")
             self._key = key
         elif settings.jwks_url:
-            self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True, lifespan=300)
+            # An unknown kid refetches the key set (key rotation), at most once per cooldown.
+            self._jwks = jwt.PyJWKClient(
+                settings.jwks_url, cache_keys=True, lifespan=300, timeout=5, cooldown_duration=settings.jwks_cooldown
+            )
             self._key, self._algorithms = None, ["RS256", "ES256"]
         else:
             raise ValueError("no JWT key configured")

@@ -28,8 +28,10 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 30.0
+    jwks_cooldown: float = 30.0
     cors_origins: tuple[str, ...] = ()
     store_timeout: float = 10.0
+    read_timeout: float = 30.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_events: int = 10_000
     influx_token: str | None = field(default=None, repr=False)
@@ -96,8 +98,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         jwt_audience=env.get("EVENTSAPI_JWT_AUDIENCE") or None,
         jwt_issuer=env.get("EVENTSAPI_JWT_ISSUER") or None,
         jwt_leeway=float(env.get("EVENTSAPI_JWT_LEEWAY", "30") or 0),
+        jwks_cooldown=float(env.get("EVENTSAPI_JWKS_COOLDOWN", "30") or 0),
         cors_origins=origins,
         store_timeout=_float(env, "EVENTSAPI_STORE_TIMEOUT", 10.0),
+        read_timeout=_float(env, "EVENTSAPI_READ_TIMEOUT", 30.0),
         max_body_bytes=_int(env, "EVENTSAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
         max_events=_int(env, "EVENTSAPI_MAX_EVENTS", 10_000),
         influx_token=env.get("EVENTSAPI_INFLUXDB_TOKEN") or None,

@@ -203,6 +203,7 @@ def openapi_document() -> dict[str, Any]:
                             {"$ref": "#/components/schemas/IngestResult"},
                         ),
                         **_auth_errors(),
+                        "408": _problem("Body not received within EVENTSAPI_READ_TIMEOUT"),
                         "413": _problem("Body or batch too large"),
                     },
                 }
@@ -225,6 +226,7 @@ def openapi_document() -> dict[str, Any]:
                             },
                         ),
                         **_auth_errors(),
+                        "408": _problem("Body not received within EVENTSAPI_READ_TIMEOUT"),
                         "413": _problem("Body too large"),
                     },
                 }
@@ -242,13 +244,15 @@ def openapi_document() -> dict[str, Any]:
                                 "type": "array",
                                 "items": {
                                     "type": "array",
-                                    "prefixItems": [{"type": "integer"}, {"type": "integer", "minimum": 0}],
+                                    "description": "[window start in epoch ms, count]",
+                                    "items": {"type": "integer"},
                                     "minItems": 2,
                                     "maxItems": 2,
                                 },
                             },
                         ),
                         **_auth_errors(),
+                        "408": _problem("Body not received within EVENTSAPI_READ_TIMEOUT"),
                         "413": _problem("Body too large"),
                     },
                 }

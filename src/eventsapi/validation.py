@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -26,6 +26,7 @@ MAX_NAME = 256
 MAX_ID = 128
 MAX_DATA_BYTES = 64 * 1024
 FUTURE_SLACK_MS = 24 * 3600 * 1000
+MAX_TIME_MS = (2**63 - 1) // 1_000_000  # the last millisecond InfluxDB's int64 nanoseconds can hold
 INTERVALS = ("minute", "hour", "day")
 
 
@@ -220,7 +221,7 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
     rejected: list[dict[str, object]] = []
     for i, item in enumerate(items):
         try:
-            wire = item if isinstance(item, _WireEvent) else _wire(item)
+            wire = item if isinstance(item, _WireEvent) else _wire(cast(bytes, item))
             events.append(_event(wire, now_ms, make_id, i, known))
         except ValueError as exc:
             rejected.append({"index": i, "error": str(exc)})
@@ -265,10 +266,14 @@ class _Fields:
         if value is None:
             return None
         try:
-            return parse_time(value)
-        except ValueError as exc:
+            t = parse_time(value)
+        except (ValueError, OverflowError) as exc:
             self.fail(field, str(exc))
             return None
+        if not 0 <= t <= MAX_TIME_MS:
+            self.fail(field, "must lie between 1970-01-01 and 2262-04-11")
+            return None
+        return t
 
     def done(self) -> None:
         if self.errors:

@@ -45,7 +45,9 @@ async def page(q: EventQuery, now_ns: int, newest: Newest, millisecond: Millisec
         upper = min(upper, at * NS_PER_MS)
     span = FIRST_SPAN_NS
     while len(rows) < want and upper > lower:
-        lo = max(lower, upper - span)
+        # Windows are measured back from now (not from the future-stamp slack above it), so
+        # the first query already covers the most recent hour.
+        lo = max(lower, min(upper, now_ns) - span)
         need = want - len(rows)
         # A few rows past the page show whether the last millisecond continues past it.
         got = await newest(upper, lo, need + LOOKAHEAD)
