@@ -53,6 +53,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine", default=None, help="also run against the engine directly: influxql://HOST:PORT/DB or sqlite:///PATH"
     )
+    p.add_argument("--delete", action="store_true", help="finish each repetition with a timed delete_all")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
 
 
@@ -162,6 +163,8 @@ class Side:
 
     ingest_events_per_s: float = 0.0
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    delete_ms: float | None = None
+    peak_rss_bytes: int | None = None
 
 
 # -- the service side ------------------------------------------------------------------------------
@@ -180,8 +183,20 @@ async def bench_service(
             if r.status != 200:
                 raise RuntimeError(f"ingest answered {r.status}: {answer[:200]!r}")
 
-    elapsed = await run_producers(bodies, args.producers, send, progress, "service ingest", len(work.events))
-    side = Side(ingest_events_per_s=round(len(work.events) / elapsed))
+    peak_rss = 0
+
+    async def watch_rss() -> None:
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, await service_rss(args, session) or 0)
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch_rss())
+    try:
+        elapsed = await run_producers(bodies, args.producers, send, progress, "service ingest", len(work.events))
+    finally:
+        watcher.cancel()
+    side = Side(ingest_events_per_s=round(len(work.events) / elapsed), peak_rss_bytes=peak_rss)
 
     async def post(path: str, body: dict[str, Any]) -> None:
         async with session.post(f"{base}/{path}", json=body, headers=headers) as r:
@@ -202,6 +217,13 @@ async def bench_service(
     for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
         progress(f"service {name} latency")
         side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        started = time.perf_counter()
+        async with session.delete(f"{base}/events/delete_all", headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"delete_all answered {r.status}")
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
     return side
 
 
@@ -262,6 +284,10 @@ async def bench_influxql(
     for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
         progress(f"engine {name} latency")
         side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        started = time.perf_counter()
+        await query(*influxql_text.drop_query(bucket))
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
     return side
 
 
@@ -310,6 +336,15 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
     for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
         progress(f"engine {name} latency")
         side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        # The plain-SQL equivalent of delete_all: delete the bucket's rows.
+        started = time.perf_counter()
+        await asyncio.to_thread(
+            lambda: conn.execute(
+                "DELETE FROM events WHERE gen = (SELECT gen FROM buckets WHERE bucket_id = ?)", [bucket]
+            )
+        )
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
     conn.close()
     return side
 
@@ -319,6 +354,12 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
 
 def _median_side(sides: list[Side]) -> dict[str, Any]:
     out: dict[str, Any] = {"ingest_events_per_s": statistics.median(s.ingest_events_per_s for s in sides)}
+    deletes = [s.delete_ms for s in sides if s.delete_ms is not None]
+    if deletes:
+        out["delete_all_ms"] = statistics.median(deletes)
+    rss = [s.peak_rss_bytes for s in sides if s.peak_rss_bytes]
+    if rss:
+        out["peak_rss_bytes_during_ingest"] = max(rss)
     for kind in sides[0].latency_ms:
         out[kind] = {
             p: round(statistics.median(s.latency_ms[kind][p] for s in sides), 3) for p in ("p50", "p95", "p99")
@@ -330,7 +371,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(not args.json)
     services: list[Side] = []
     engines: list[Side] = []
-    rss: list[int] = []
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
         for rep in range(args.repeat):
@@ -338,9 +378,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             progress(f"repeat {rep + 1}/{args.repeat}: generating {args.events} events")
             work = Workload.make(args, int(time.time() * 1000))
             services.append(await bench_service(args, work, session, bucket, progress))
-            value = await service_rss(args, session)
-            if value:
-                rss.append(value)
             if args.engine:
                 if args.engine.startswith("influxql://"):
                     engines.append(await bench_influxql(args, work, session, bucket, progress))
@@ -365,10 +402,10 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "queries",
                 "repeat",
                 "engine",
+                "delete",
             )
         },
         "service": _median_side(services),
-        "service_rss_bytes_after_ingest": max(rss) if rss else None,
     }
     if engines:
         engine = _median_side(engines)
@@ -397,8 +434,10 @@ def run_bench(args: argparse.Namespace) -> int:
         print(f"ingest: {s['ingest_events_per_s']:,.0f} events/s through the API")
         for kind in ("retrieve", "stats", "keys"):
             print(f"{kind:9s} p50 {s[kind]['p50']:8.2f} ms  p95 {s[kind]['p95']:8.2f} ms  p99 {s[kind]['p99']:8.2f} ms")
-        if report.get("service_rss_bytes_after_ingest"):
-            print(f"service RSS after ingest: {report['service_rss_bytes_after_ingest'] / 2**20:.0f} MiB")
+        if s.get("peak_rss_bytes_during_ingest"):
+            print(f"service peak RSS during ingest: {s['peak_rss_bytes_during_ingest'] / 2**20:.0f} MiB")
+        if "delete_all_ms" in s:
+            print(f"delete_all: {s['delete_all_ms']:.1f} ms")
         if "engine" in report:
             e = report["engine"]
             print(f"engine ingest: {e['ingest_events_per_s']:,.0f} events/s")
