@@ -6,25 +6,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  # Debian's own python3 needs the python3-venv package for this.
+  "$PY" -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; "$PY" -m venv .venv; }
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 if ! command -v influxd >/dev/null 2>&1; then
   echo "== installing Debian's influxdb (InfluxDB 1.x) for the influxql store tests"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends influxdb >/dev/null
+  apt_install influxdb
 fi
 # The Debian package may start a system influxd on :8086; the tests use their own, so stop it.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
-  systemctl stop influxdb || true
+  $SUDO systemctl stop influxdb || true
 fi
 
 if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_bg.wasm ]; then
   echo "== installing the Flux front end (@influxdata/flux-lsp-browser) with npm"
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   (cd tests/flux && npm ci --no-audit --no-fund --silent)
 fi
 

@@ -34,6 +34,12 @@ def test_config_reads_the_documented_variables() -> None:
     )
 
 
+def test_env_reference_lists_every_variable() -> None:
+    text = (ROOT / "deploy/eventsapi.env.example").read_text()
+    listed = set(re.findall(r"^(EVENTSAPI_[A-Z0-9_]+)=", text, re.M))
+    assert listed == CONFIG_VARS
+
+
 def test_compose_runs_the_service_against_initialised_influxdb2() -> None:
     compose: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     influx = compose["services"]["influxdb"]

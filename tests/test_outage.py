@@ -136,3 +136,20 @@ async def test_store_refusing_connections_gives_503(settings: Settings) -> None:
         await _expect_503(client, budget=5)
     finally:
         await client.close()
+
+
+async def test_database_created_only_when_asked(settings: Settings, influxd: InfluxD) -> None:
+    name = f"created_{int(time.time() * 1000)}"
+    plain = await _client(settings, f"influxql://127.0.0.1:{influxd.port}/{name}")
+    try:
+        assert (await plain.get("/readyz")).status == 503  # the operator has not created it
+    finally:
+        await plain.close()
+    asked = await _client(settings, f"influxql://127.0.0.1:{influxd.port}/{name}?create_database=1")
+    try:
+        assert (await asked.get("/readyz")).status == 200
+        headers = {"Authorization": f"Bearer {make_token()}"}
+        resp = await asked.post("/api/bucket/b/data/events/ingest", json=[EVENT], headers=headers)
+        assert resp.status == 200
+    finally:
+        await asked.close()

@@ -294,6 +294,9 @@ async def bench_influxql(
 async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, progress: Progress) -> Side:
     path = args.engine.split("sqlite://", 1)[1]
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA page_size=32768")  # the store's own settings (stores/sqlite.py)
+    conn.execute("PRAGMA wal_autocheckpoint=1250")
+    conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)

@@ -46,7 +46,7 @@ def loads(text: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-class _WireEvent(msgspec.Struct):
+class _WireEvent(msgspec.Struct, gc=False):
     """An ingested event as it arrives, flat or a PM2 packet; unknown fields are ignored.
     Fields are typed loosely so that each one gets its own error message; `data` stays the raw
     JSON text that was sent, stored without a parse and re-serialisation."""

