@@ -34,6 +34,6 @@ if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_
   (cd tests/flux && npm ci --no-audit --no-fund --silent)
 fi
 
-echo "== ruff"; .venv/bin/ruff check src tests
+echo "== ruff"; .venv/bin/ruff check src tests scripts
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/pytest "$@"
