@@ -210,3 +210,13 @@ def test_iso_times_with_offsets() -> None:
     batch = parse_ingest(body, False, 10, now_ms=ms(2026, 6, 1))
     assert [e.at for e in batch.events] == [ms(2026, 1, 1)] * 2
     assert datetime.fromtimestamp(batch.events[0].at / 1000, UTC).hour == 0
+
+
+def test_counts_per_window_maps_engine_labels_onto_our_windows() -> None:
+    from eventsapi.windows import counts_per_window
+
+    starts = [100, 200, 300]
+    # A window before our first start is dropped, unlabelled windows stay 0, a label inside a
+    # window (an engine aligned differently) counts for the window that contains it.
+    assert counts_per_window(starts, [(0, 5), (100, 1), (250, 2), (300, 0)]) == [1, 2, 0]
+    assert counts_per_window(starts, []) == [0, 0, 0]

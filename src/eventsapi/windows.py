@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -60,3 +62,18 @@ def _next_start(s: int, interval: str, tz: ZoneInfo) -> int:
 
 def utc_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def counts_per_window(starts: Sequence[int], labelled: Iterable[tuple[int, int]]) -> list[int]:
+    """Our windows' counts from an engine's (window start in ms, count) pairs.
+
+    Engines label windows by their start; each pair is added to the window of `starts` that
+    contains its label, so a window the engine returns before our first start (or after our
+    last) is dropped, and windows the engine leaves out (no series matched) stay 0.
+    """
+    counts = [0] * len(starts)
+    for t, n in labelled:
+        i = bisect.bisect_right(starts, t) - 1
+        if 0 <= i < len(counts) and n:
+            counts[i] += n
+    return counts

@@ -9,7 +9,6 @@ with a `_measurement` + `bucket_id` predicate.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from eventsapi.stores import flux
 from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery, Store, StoredEvent, StoreUnavailable
 from eventsapi.stores.lineprotocol import decode_tag, render_batches
 from eventsapi.stores.paging import page
+from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
 
@@ -138,13 +138,8 @@ class InfluxDB2Store(Store):
             query.interval,
             query.tz,
         )
-        counts = [0] * len(query.starts)
-        for v in await self._query(text):
-            t: datetime = v["_time"]
-            i = bisect.bisect_right(query.starts, int(t.timestamp() * 1000)) - 1
-            if 0 <= i < len(counts) and v["_value"]:
-                counts[i] += int(v["_value"])
-        return counts
+        rows = await self._query(text)
+        return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         apps = sorted(

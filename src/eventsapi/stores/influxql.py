@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import bisect
 import json
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from eventsapi.stores.base import (
 )
 from eventsapi.stores.lineprotocol import NS_PER_MS, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
+from eventsapi.windows import counts_per_window
 
 Row = list[Any]
 
@@ -183,15 +183,8 @@ class InfluxQLStore(Store):
             query.interval,
             query.tz,
         )
-        counts = [0] * len(query.starts)
-        for s in await self.query(q, params):
-            for t, n in s["values"]:
-                # InfluxDB labels windows by their start; map each onto our window list (the
-                # engine may return one window before our first start).
-                i = bisect.bisect_right(query.starts, t // NS_PER_MS) - 1
-                if 0 <= i < len(counts) and n:
-                    counts[i] += n
-        return counts
+        series = await self.query(q, params)
+        return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         if self.major_version is None:
