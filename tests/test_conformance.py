@@ -366,6 +366,16 @@ async def test_resending_same_id_stores_nothing_new(api: Api, bucket: str) -> No
     assert sum(c for _, c in counts) == 2
 
 
+async def test_duplicate_ids_in_the_first_batch_of_a_bucket(api: Api, bucket: str) -> None:
+    t = now_ms() - 5000
+    res = await api.ingest(bucket, [ev(at=t, id="same"), ev(at=t, id="same"), ev(at=t + 1, id="other")])
+    assert res["accepted"] == 3
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert [r["id"] for r in rows] == ["other", "same"]
+    assert sum(c for _, c in await api.stats(bucket, event_name="deploy", days=1, interval="hour")) == 2
+    assert await api.keys(bucket) == [{"app_name": "api", "events": ["deploy"]}]
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

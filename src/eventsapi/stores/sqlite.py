@@ -167,12 +167,13 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
         # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, id) unique
         # index makes re-sends no-ops; when some row was ignored, the batch is inserted again
         # one row at a time to count only the rows that went in.
+        conn.execute("SAVEPOINT bulk")
         if conn.execute(_BULK_INSERT, (gen, msgspec.json.encode(rows).decode())).rowcount == len(rows):
             inserted = rows
         else:
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK TO bulk")  # keeps the bucket's generation if this batch created it
             inserted = [r for r in rows if conn.execute(_ROW_INSERT, (gen, *r)).rowcount == 1]
+        conn.execute("RELEASE bulk")
         counts = Counter((r[1], r[0]) for r in inserted)
         conn.executemany(
             "INSERT INTO event_keys VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
