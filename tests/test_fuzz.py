@@ -50,7 +50,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 
 @schema.parametrize()
-@hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@hsettings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    derandomize=bool(os.environ.get("CI")),  # CI runs the same examples every time
+)
 def test_every_route(case: Any, live: tuple[str, str]) -> None:
     url, token = live
     case.call_and_validate(base_url=url, headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
