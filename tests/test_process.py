@@ -192,3 +192,19 @@ def test_slow_client_cannot_hold_a_request(tmp_path: Path) -> None:
         assert status == 200
     finally:
         svc.stop()
+
+
+def test_client_stalling_in_its_headers_is_disconnected(tmp_path: Path) -> None:
+    import socket
+
+    svc = Service(tmp_path, {"EVENTSAPI_KEEPALIVE_TIMEOUT": "1"})
+    svc.start()
+    try:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=15) as sock:
+            sock.sendall(b"POST /api/bucket/b/data/events HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+            assert sock.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 10
+        assert svc.call("GET", "/healthz")[0] == 200
+    finally:
+        svc.stop()

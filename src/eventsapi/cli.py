@@ -49,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log_class=JSONAccessLogger,
         access_log=logging.getLogger("eventsapi.access") if settings.access_log else None,
         shutdown_timeout=settings.shutdown_timeout,
+        # Also closes a connection that sends no complete request head within this time.
+        keepalive_timeout=settings.keepalive_timeout,
         print=None,
     )
     return 0

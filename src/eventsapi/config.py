@@ -32,6 +32,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     store_timeout: float = 10.0
     read_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_events: int = 10_000
     influx_token: str | None = field(default=None, repr=False)
@@ -102,6 +103,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         cors_origins=origins,
         store_timeout=_float(env, "EVENTSAPI_STORE_TIMEOUT", 10.0),
         read_timeout=_float(env, "EVENTSAPI_READ_TIMEOUT", 30.0),
+        keepalive_timeout=_float(env, "EVENTSAPI_KEEPALIVE_TIMEOUT", 75.0),
         max_body_bytes=_int(env, "EVENTSAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
         max_events=_int(env, "EVENTSAPI_MAX_EVENTS", 10_000),
         influx_token=env.get("EVENTSAPI_INFLUXDB_TOKEN") or None,
