@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from eventsapi.stores import flux
+from eventsapi.stores.base import StatsQuery
 from eventsapi.stores.lineprotocol import encode_tag
 from test_conformance import HOSTILE
 
@@ -44,7 +45,8 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
         for interval, tz in itertools.product(["minute", "hour", "day"], TZS):
             texts.append(
                 flux.stats_query(
-                    store_bucket, "b1", value, app, server, 1_789_000_000_000, 1_790_000_000_000, interval, tz
+                    store_bucket,
+                    StatsQuery("b1", value, app, server, [1_789_000_000_000], 1_790_000_000_000, interval, tz),
                 )
             )
     texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
@@ -120,7 +122,7 @@ def test_flux_string_escapes() -> None:
 
 
 def test_stats_query_uses_native_window_aggregate() -> None:
-    text = flux.stats_query("events", "b", "e", None, None, 0, 60_000, "day", "Europe/Paris")
+    text = flux.stats_query("events", StatsQuery("b", "e", None, None, [0], 60_000, "day", "Europe/Paris"))
     assert 'timezone.location(name: "Europe/Paris")' in text
     assert 'aggregateWindow(every: 1d, fn: count, createEmpty: true, timeSrc: "_start")' in text
 

@@ -133,7 +133,7 @@ def test_influxql_text_never_contains_user_values(value: str) -> None:
     texts = [
         ql.newest_query("b", value, value, value, 10, 0, 5),
         ql.millisecond_query("b", value, value, "", 7),
-        ql.stats_query("b", value, value, value, 0, 60_000, "hour", "Europe/Paris"),
+        ql.stats_query(StatsQuery("b", value, value, value, [0], 60_000, "hour", "Europe/Paris")),
         ql.tag_values_query("b", "event_name", value),
     ]
     for q, params in texts:
@@ -144,7 +144,7 @@ def test_influxql_text_never_contains_user_values(value: str) -> None:
 
 
 def test_influxql_stats_and_quote() -> None:
-    q, _ = ql.stats_query("b", "n", None, None, 60_000, 120_000, "day", "America/New_York")
+    q, _ = ql.stats_query(StatsQuery("b", "n", None, None, [60_000], 120_000, "day", "America/New_York"))
     assert q.endswith(
         "AND time >= 60000000000 AND time < 120000000000 GROUP BY time(1d) fill(0) tz('America/New_York')"
     )

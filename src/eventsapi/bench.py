@@ -272,11 +272,8 @@ async def bench_influxql(
 
     async def stats(i: int) -> None:
         starts, end = window_starts(now_ms, 2, "minute", ZoneInfo("UTC"))
-        await query(
-            *influxql_text.stats_query(
-                bucket, work.names[i % len(work.names)], None, None, starts[0], end, "minute", "UTC"
-            )
-        )
+        q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "minute", "UTC")
+        await query(*influxql_text.stats_query(q))
 
     async def keys(i: int) -> None:
         await query(*influxql_text.series_query(bucket))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from eventsapi.stores.base import StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
 
 _INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
@@ -86,26 +87,16 @@ def millisecond_query(store_bucket: str, bucket: str, name: str, app: str | None
     return _rows(store_bucket, bucket, name, app, server, lo, lo + 1_000_000) + _KEEP
 
 
-def stats_query(
-    store_bucket: str,
-    bucket: str,
-    name: str,
-    app: str | None,
-    server: str | None,
-    start_ms: int,
-    end_ms: int,
-    interval: str,
-    tz: str,
-) -> str:
-    """Counts per window, windows labelled by their start and aligned in `tz`."""
+def stats_query(store_bucket: str, q: StatsQuery) -> str:
+    """Counts per window of `q`, windows labelled by their start and aligned in `q.tz`."""
     return (
         'import "timezone"\n'
-        f"option location = timezone.location(name: {flux_string(tz)})\n"
+        f"option location = timezone.location(name: {flux_string(q.tz)})\n"
         f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(int(start_ms) * 1_000_000)}, stop: {flux_time(int(end_ms) * 1_000_000)})\n"
-        f'  |> filter(fn: (r) => {_predicate(bucket, name, app, server)} and r._field == "id")\n'
+        f"  |> range(start: {flux_time(q.starts[0] * 1_000_000)}, stop: {flux_time(q.end * 1_000_000)})\n"
+        f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
         "  |> group()\n"
-        f'  |> aggregateWindow(every: {_INTERVALS[interval]}, fn: count, createEmpty: true, timeSrc: "_start")\n'
+        f'  |> aggregateWindow(every: {_INTERVALS[q.interval]}, fn: count, createEmpty: true, timeSrc: "_start")\n'
         '  |> keep(columns: ["_time", "_value"])\n'
     )
 

@@ -127,17 +127,7 @@ class InfluxDB2Store(Store):
         return await page(query, time.time_ns(), newest, millisecond)
 
     async def stats(self, query: StatsQuery) -> list[int]:
-        text = flux.stats_query(
-            self.bucket,
-            query.bucket,
-            query.name,
-            query.app,
-            query.server,
-            query.starts[0],
-            query.end,
-            query.interval,
-            query.tz,
-        )
+        text = flux.stats_query(self.bucket, query)
         rows = await self._query(text)
         return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
 

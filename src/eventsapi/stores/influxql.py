@@ -173,16 +173,7 @@ class InfluxQLStore(Store):
         return await page(query, time.time_ns(), newest, millisecond)
 
     async def stats(self, query: StatsQuery) -> list[int]:
-        q, params = text.stats_query(
-            query.bucket,
-            query.name,
-            query.app,
-            query.server,
-            query.starts[0],
-            query.end,
-            query.interval,
-            query.tz,
-        )
+        q, params = text.stats_query(query)
         series = await self.query(q, params)
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
 

@@ -8,6 +8,7 @@ written into the text; the zone goes through `quote_string` all the same.
 
 from __future__ import annotations
 
+from eventsapi.stores.base import StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
 
 Params = dict[str, str]
@@ -53,23 +54,14 @@ def millisecond_query(bucket: str, name: str, app: str | None, server: str | Non
     return q, params
 
 
-def stats_query(
-    bucket: str,
-    name: str,
-    app: str | None,
-    server: str | None,
-    start_ms: int,
-    end_ms: int,
-    interval: str,
-    tz: str,
-) -> tuple[str, Params]:
-    where, params = _filters(bucket, name, app, server)
-    q = (
+def stats_query(q: StatsQuery) -> tuple[str, Params]:
+    where, params = _filters(q.bucket, q.name, q.app, q.server)
+    text = (
         f'SELECT count("id") FROM "{MEASUREMENT}" WHERE {where} '
-        f"AND time >= {int(start_ms) * 1_000_000} AND time < {int(end_ms) * 1_000_000} "
-        f"GROUP BY time({_INTERVALS[interval]}) fill(0) tz({quote_string(tz)})"
+        f"AND time >= {int(q.starts[0]) * 1_000_000} AND time < {int(q.end) * 1_000_000} "
+        f"GROUP BY time({_INTERVALS[q.interval]}) fill(0) tz({quote_string(q.tz)})"
     )
-    return q, params
+    return text, params
 
 
 def series_query(bucket: str) -> tuple[str, Params]:
