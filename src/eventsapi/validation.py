@@ -114,13 +114,15 @@ class IdMaker:
         return f"{self.prefix}{index:06x}"
 
 
-def _name(value: object, field: str, known: set[str], max_len: int = MAX_NAME) -> str:
-    # Runs three times per ingested event; names repeat, so each is checked once per batch.
-    if type(value) is str and value in known:
+def _name(value: object, field: str, known: set[str] | None, max_len: int = MAX_NAME) -> str:
+    # Runs for every name of every ingested event; names repeat, so each is checked once per
+    # batch (`known`). Ids are unique, so they pass no set.
+    if known is not None and type(value) is str and value in known:
         return value
     if type(value) is not str or not 0 < len(value) <= max_len or _FORBIDDEN.search(value):
         raise ValueError(f"{field} {name_error(value, max_len)}")
-    known.add(value)
+    if known is not None:
+        known.add(value)
     return value
 
 
@@ -177,11 +179,7 @@ def _event(item: _WireEvent, now_ms: int, make_id: Callable[[int], str], index: 
             data_text = blob.decode()
         except UnicodeDecodeError:
             raise ValueError("data is not valid UTF-8") from None
-    event_id = item.id
-    if event_id is None:
-        event_id = make_id(index)
-    elif type(event_id) is not str or not 0 < len(event_id) <= MAX_ID or _FORBIDDEN.search(event_id):
-        raise ValueError(f"id {name_error(event_id, MAX_ID)}")
+    event_id = make_id(index) if item.id is None else _name(item.id, "id", None, MAX_ID)
     return _new_event(NewEvent, (event_id, name, app, server, at, data_text))
 
 

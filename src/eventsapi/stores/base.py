@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -60,6 +60,15 @@ class StatsQuery:
     end: int
     interval: str  # minute | hour | day
     tz: str
+
+
+def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(app, event name) pairs as eventsKeysByApp answers them: apps sorted, names sorted, no
+    duplicates."""
+    out: dict[str, list[str]] = {}
+    for app, name in sorted(set(pairs)):
+        out.setdefault(app, []).append(name)
+    return list(out.items())
 
 
 class StoreUnavailable(Exception):

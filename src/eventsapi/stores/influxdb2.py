@@ -17,7 +17,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from eventsapi.config import Settings
 from eventsapi.stores import flux
-from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery, Store, StoredEvent, StoreUnavailable
+from eventsapi.stores.base import (
+    EventQuery,
+    NewEvent,
+    StatsQuery,
+    Store,
+    StoredEvent,
+    StoreUnavailable,
+    group_by_app,
+)
 from eventsapi.stores.lineprotocol import decode_tag, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.windows import counts_per_window
@@ -132,11 +140,10 @@ class InfluxDB2Store(Store):
         return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
-        apps = sorted(
-            decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))
-        )
+        apps = [decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))]
         answers = await asyncio.gather(
             *(self._query(flux.tag_values_query(self.bucket, bucket, "event_name", app)) for app in apps)
         )
-        out = [(app, sorted(decode_tag(v["_value"]) for v in rows)) for app, rows in zip(apps, answers, strict=True)]
-        return [(app, names) for app, names in out if names]
+        return group_by_app(
+            (app, decode_tag(v["_value"])) for app, rows in zip(apps, answers, strict=True) for v in rows
+        )

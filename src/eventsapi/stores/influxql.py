@@ -30,6 +30,7 @@ from eventsapi.stores.base import (
     Store,
     StoredEvent,
     StoreUnavailable,
+    group_by_app,
 )
 from eventsapi.stores.lineprotocol import NS_PER_MS, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
@@ -199,7 +200,4 @@ class InfluxQLStore(Store):
                 for (key,) in s["values"]:
                     tags = parse_series_key(key)
                     pairs.add((tags["app"], tags["event_name"]))
-        out: dict[str, list[str]] = {}
-        for app, name in sorted(pairs):
-            out.setdefault(app, []).append(name)
-        return list(out.items())
+        return group_by_app(pairs)

@@ -71,7 +71,6 @@ def render_lines(bucket: str, events: Sequence[NewEvent]) -> list[str]:
     series_state: dict[tuple[str, str, str], tuple[str, dict[int, str]]] = {}
     lines: list[str] = []
     append = lines.append
-    crc32 = zlib.crc32
     for e in events:
         state = series_state.get((e.name, e.app, e.server))
         if state is None:
@@ -82,12 +81,10 @@ def render_lines(bucket: str, events: Sequence[NewEvent]) -> list[str]:
             state = series_state[(e.name, e.app, e.server)] = (prefix, {})
         prefix, taken = state
         base = e.at * NS_PER_MS
-        s = crc32(e.id.encode()) % NS_PER_MS  # slot(e.id), inlined: this loop is the write hot path
+        s = slot(e.id)
         while taken.setdefault(base + s, e.id) != e.id:
             s = (s + 1) % NS_PER_MS
-        data = e.data.replace("\\", "\\\\").replace('"', '\\"')
-        event_id = e.id.replace("\\", "\\\\").replace('"', '\\"')
-        append(f'{prefix}"{data}",id="{event_id}" {base + s}')
+        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)} {base + s}")
     return lines
 
 

@@ -25,10 +25,10 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -40,6 +40,7 @@ from eventsapi.stores.base import (
     Store,
     StoredEvent,
     StoreUnavailable,
+    group_by_app,
 )
 
 T = TypeVar("T")
@@ -135,6 +136,14 @@ def stats_sql(q: StatsQuery) -> tuple[str, list[object]]:
     return sql, [*args, windows]
 
 
+def _select_in(conn: sqlite3.Connection, select: str, keys: Sequence[str] | Sequence[int]) -> Iterator[Any]:
+    """Rows of `select ... IN (?, ...)` for any number of keys, in chunks under SQLite's
+    bound-parameter limit."""
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        yield from conn.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
+
+
 def intern(conn: sqlite3.Connection, values: set[str], cache: dict[str, int]) -> dict[str, int]:
     """Integer keys of strings, creating the missing ones (inside the writer's transaction)."""
     missing = [v for v in values if v not in cache]
@@ -143,10 +152,7 @@ def intern(conn: sqlite3.Connection, values: set[str], cache: dict[str, int]) ->
             cache.clear()
             missing = list(values)
         conn.executemany("INSERT OR IGNORE INTO strings (value) VALUES (?)", ((v,) for v in missing))
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            cache.update(conn.execute(f"SELECT value, key FROM strings WHERE value IN ({marks})", chunk))
+        cache.update(_select_in(conn, "SELECT value, key FROM strings WHERE value IN", missing))
     return cache
 
 
@@ -293,7 +299,7 @@ class SQLiteStore(Store):
         def detach(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
-                "UPDATE generations SET dead = 1 WHERE gen = (SELECT gen FROM buckets WHERE bucket_id = ?)",
+                f"UPDATE generations SET dead = 1 WHERE gen = {_GEN}",
                 (bucket,),
             )
             conn.execute("DELETE FROM buckets WHERE bucket_id = ?", (bucket,))
@@ -342,10 +348,7 @@ class SQLiteStore(Store):
     def _names(self, conn: sqlite3.Connection, keys: set[int]) -> dict[int, str]:
         values = self._values
         missing = [k for k in keys if k not in values]
-        for i in range(0, len(missing), 500):
-            chunk = missing[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            values.update(conn.execute(f"SELECT key, value FROM strings WHERE key IN ({marks})", chunk))
+        values.update(_select_in(conn, "SELECT key, value FROM strings WHERE key IN", missing))
         if len(values) > 200_000:
             self._values = {k: values[k] for k in keys}
             return self._values
@@ -370,9 +373,6 @@ class SQLiteStore(Store):
         def read(conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
             rows = conn.execute(f"SELECT app, name FROM event_keys WHERE gen = {_GEN}", (bucket,)).fetchall()
             v = self._names(conn, {k for r in rows for k in r})
-            out: dict[str, list[str]] = {}
-            for app, name in sorted((v[a], v[n]) for a, n in rows):
-                out.setdefault(app, []).append(name)
-            return list(out.items())
+            return group_by_app((v[a], v[n]) for a, n in rows)
 
         return await self._read(read)
