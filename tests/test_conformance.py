@@ -376,6 +376,74 @@ async def test_duplicate_ids_in_the_first_batch_of_a_bucket(api: Api, bucket: st
     assert await api.keys(bucket) == [{"app_name": "api", "events": ["deploy"]}]
 
 
+async def test_distinct_ids_whose_slots_collide_in_separate_requests(api: Api, bucket: str) -> None:
+    # crc32("evt-86") and crc32("evt-1291") are equal modulo 10**6: the same first slot.
+    t = now_ms() - 5000
+    await api.ingest(bucket, [ev(at=t, id="evt-86", data={"n": 86})])
+    await api.ingest(bucket, [ev(at=t, id="evt-1291", data={"n": 1291})])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert sorted((r["id"], r["data"]["n"]) for r in rows) == [("evt-1291", 1291), ("evt-86", 86)]
+    assert sum(c for _, c in await api.stats(bucket, event_name="deploy", days=1, interval="hour")) == 2
+
+
+async def test_resend_of_a_probed_event_does_not_replace_another(api: Api, bucket: str) -> None:
+    t = now_ms() - 5000
+    await api.ingest(bucket, [ev(at=t, id="evt-86", data={"n": 86}), ev(at=t, id="evt-1291", data={"n": 1291})])
+    await api.ingest(bucket, [ev(at=t, id="evt-1291", data={"n": 1291})])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert sorted((r["id"], r["data"]["n"]) for r in rows) == [("evt-1291", 1291), ("evt-86", 86)]
+    assert sum(c for _, c in await api.stats(bucket, event_name="deploy", days=1, interval="hour")) == 2
+
+
+async def test_one_millisecond_burst_resent_in_halves_is_stored_once(api: Api, bucket: str) -> None:
+    import uuid
+
+    t = now_ms() - 5000
+    burst = [ev(at=t, id=str(uuid.UUID(int=random_bits)), data={"i": i}) for i, random_bits in _bits(2000)]
+    assert (await api.ingest(bucket, burst))["accepted"] == 2000
+    await api.ingest(bucket, burst[:1000])
+    await api.ingest(bucket, burst[1000:])
+    ids: list[str] = []
+    cursor = None
+    while True:
+        body: dict[str, Any] = {"event_name": "deploy", "limit": 1000}
+        if cursor:
+            body["cursor"] = cursor
+        rows, cursor = await api.retrieve(bucket, **body)
+        ids += [r["id"] for r in rows]
+        if not cursor:
+            break
+    assert len(ids) == 2000 and set(ids) == {e["id"] for e in burst}
+    assert ids == sorted(ids, reverse=True)
+    assert sum(c for _, c in await api.stats(bucket, event_name="deploy", days=1, interval="hour")) == 2000
+
+
+def _bits(n: int, seed: int = 7) -> list[tuple[int, int]]:
+    import random
+
+    rnd = random.Random(seed)
+    return [(i, rnd.getrandbits(128)) for i in range(n)]
+
+
+async def test_first_write_wins_for_a_reused_id(api: Api, bucket: str) -> None:
+    """An event is its bucket, `at` and id (docs/api.md): a later event with the same at and
+    id is not stored, whatever else differs; the same id at another `at` is another event."""
+    t = now_ms() - 5000
+    await api.ingest(bucket, [ev(at=t, id="x", data={"v": "first"})])
+    again = await api.ingest(
+        bucket,
+        [ev(at=t, id="x", data={"v": "second"}), ev(name="other", app="b", server="z", at=t, id="x")],
+    )
+    assert again == {"accepted": 2, "rejected": []}
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert [(r["id"], r["data"]) for r in rows] == [("x", {"v": "first"})]
+    assert (await api.retrieve(bucket, event_name="other"))[0] == []
+    assert await api.keys(bucket) == [{"app_name": "api", "events": ["deploy"]}]
+    await api.ingest(bucket, [ev(at=t + 1, id="x", data={"v": "later"})])
+    rows, _ = await api.retrieve(bucket, event_name="deploy")
+    assert [(r["at"], r["data"]["v"]) for r in rows] == [(t + 1, "later"), (t, "first")]
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from eventsapi.stores.lineprotocol import (
     parse_series_key,
     render_lines,
 )
+from eventsapi.stores.placement import Ledger, OccupiedPoint, first_slot, ms_ranges, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.validation import parse_ingest
 from eventsapi.windows import TooManyWindows, window_start, window_starts
@@ -100,7 +101,7 @@ def test_tag_encoding_is_injective() -> None:
 
 def test_line_protocol_and_series_key_parse() -> None:
     e = NewEvent('id "1"', "a,b=c d", "app\\", "", 1_000, '{"k":"v\\"\\\\"}')
-    (line,) = render_lines("b1", [e])
+    (line,) = render_lines("b1", [(e, 1_000_000_123)])
     assert line.startswith("events,app=app%5C,bucket_id=b1,event_name=a\\,b\\=c\\ d,server=% ")
     assert ' data="{\\"k\\":\\"v\\\\\\"\\\\\\\\\\"}",id="id \\"1\\""' in line
     key = "events," + line.split(" data=")[0].split("events,", 1)[1]
@@ -109,20 +110,61 @@ def test_line_protocol_and_series_key_parse() -> None:
     assert escape_field_string('x"\\') == '"x\\"\\\\"'
 
 
-def point_times(bucket: str, events: list[NewEvent]) -> list[int]:
-    return [int(line.rsplit(" ", 1)[1]) for line in render_lines(bucket, events)]
+def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:
+    return [t for _, t in place(events, occupied)]
 
 
-def test_point_times_unique_in_burst_and_stable_for_resend() -> None:
+def test_placement_gives_every_event_its_own_point() -> None:
     burst = [NewEvent(f"id{i}", "n", "a", "s", 5, "{}") for i in range(5000)]
-    times = point_times("b", burst)
+    times = point_times(burst)
     assert len(set(times)) == 5000
     assert all(5_000_000 <= t < 6_000_000 for t in times)
-    # A re-sent id alone gets the same point as in its original batch (unless it had collided).
-    alone = point_times("b", [burst[123]])
-    assert alone[0] == times[123] or times.count(times[123]) == 1
-    # The same id twice in one batch is one point.
-    assert len(set(point_times("b", [burst[0], burst[0]]))) == 1
+    # evt-86 and evt-1291 share a first slot: the second probes past the first's point.
+    a, b = NewEvent("evt-86", "n", "a", "s", 5, "{}"), NewEvent("evt-1291", "n", "a", "s", 5, "{}")
+    assert first_slot(a.id) == first_slot(b.id)
+    (ta,) = point_times([a])
+    (tb,) = point_times([b], [(ta, "evt-86", "n", "a", "s")])
+    assert tb != ta
+    # Another series may use the same time.
+    assert point_times([b], [(ta, "evt-86", "other", "a", "s")]) == [ta]
+
+
+def test_placement_skips_what_is_stored_first_write_wins() -> None:
+    e = NewEvent("x", "n", "a", "s", 5, '{"v":1}')
+    stored = [(5_000_017, "x", "m", "b", "")]  # same at and id, in another series
+    assert place([e], stored) == []
+    assert place([e, e._replace(data='{"v":2}')], ()) == [(e, point_times([e])[0])]
+    # Same id at another millisecond: another event.
+    assert len(place([e._replace(at=6)], stored)) == 1
+
+
+def test_ms_ranges_merge_close_milliseconds_and_cap_the_count() -> None:
+    assert ms_ranges([]) == []
+    assert ms_ranges([5, 5, 7, 200_000]) == [(5, 8), (200_000, 200_001)]
+    spread = [i * 1_000_000 for i in range(100)]
+    capped = ms_ranges(spread, max_ranges=10)
+    assert len(capped) == 10
+    assert all(any(lo <= m < hi for lo, hi in capped) for m in spread)
+
+
+async def test_ledger_orders_overlapping_turns_only() -> None:
+    import asyncio
+
+    ledger = Ledger()
+    log: list[str] = []
+
+    async def turn(name: str, ms: set[int], hold: float) -> None:
+        async with ledger.turn("b", ms):
+            log.append(f"{name}+")
+            await asyncio.sleep(hold)
+            log.append(f"{name}-")
+
+    first = asyncio.create_task(turn("a", {1, 2}, 0.05))
+    await asyncio.sleep(0)
+    await asyncio.gather(first, turn("b", {2, 3}, 0), turn("c", {9}, 0))
+    # b overlaps a and waits for it; c does not and runs at once.
+    assert log.index("a-") < log.index("b+")
+    assert log.index("c+") < log.index("a-")
 
 
 # -- InfluxQL text ---------------------------------------------------------------------------------

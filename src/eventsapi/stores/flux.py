@@ -87,6 +87,18 @@ def millisecond_query(store_bucket: str, bucket: str, name: str, app: str | None
     return _rows(store_bucket, bucket, name, app, server, lo, lo + 1_000_000) + _KEEP
 
 
+def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> str:
+    """Which points of the bucket exist in [lo_ms, hi_ms): ids and tags, never payloads."""
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(int(lo_ms) * 1_000_000)}, stop: {flux_time(int(hi_ms) * 1_000_000)})\n"
+        f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
+        # Nanoseconds as an integer: the client parses _time into datetimes, which hold µs.
+        "  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n"
+        '  |> keep(columns: ["ns", "_value", "event_name", "app", "server"])\n'
+    )
+
+
 def stats_query(store_bucket: str, q: StatsQuery) -> str:
     """Counts per window of `q`, windows labelled by their start and aligned in `q.tz`."""
     return (

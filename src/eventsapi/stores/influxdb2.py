@@ -26,8 +26,9 @@ from eventsapi.stores.base import (
     StoreUnavailable,
     group_by_app,
 )
-from eventsapi.stores.lineprotocol import decode_tag, render_batches
+from eventsapi.stores.lineprotocol import TagDecoder, decode_tag, render_batches
 from eventsapi.stores.paging import page
+from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class InfluxDB2Store(Store):
             self._token = f"{settings.influx_username}:{settings.influx_password or ''}"
         self._timeout_ms = int(settings.store_timeout * 1000)
         self._client: Any = None
+        self._ledger = Ledger()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> InfluxDB2Store:
@@ -96,9 +98,24 @@ class InfluxDB2Store(Store):
             raise StoreUnavailable("influxdb /ping failed")
 
     async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
-        write = self._api().write_api()
-        for body in render_batches(bucket, events):
-            await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
+        ms = {e.at for e in events}
+        async with self._ledger.turn(bucket, ms):
+            placed = place(events, await self._occupied(bucket, ms))
+            write = self._api().write_api()
+            for body in render_batches(bucket, placed):
+                await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
+
+    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
+        """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
+        answers = await asyncio.gather(
+            *(self._query(flux.occupied_query(self.bucket, bucket, lo, hi)) for lo, hi in ms_ranges(ms))
+        )
+        tag = TagDecoder()
+        return [
+            (int(v["ns"]), v["_value"], tag(v["event_name"]), tag(v["app"]), tag(v["server"]))
+            for rows in answers
+            for v in rows
+        ]
 
     async def delete_all(self, bucket: str) -> None:
         await self._call(

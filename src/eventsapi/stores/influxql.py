@@ -32,11 +32,10 @@ from eventsapi.stores.base import (
     StoreUnavailable,
     group_by_app,
 )
-from eventsapi.stores.lineprotocol import NS_PER_MS, decode_tag, parse_series_key, render_batches
+from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
+from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
 from eventsapi.windows import counts_per_window
-
-Row = list[Any]
 
 
 class InfluxQLStore(Store):
@@ -55,6 +54,7 @@ class InfluxQLStore(Store):
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self._session: aiohttp.ClientSession | None = None
         self.major_version: int | None = None
+        self._ledger = Ledger()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> InfluxQLStore:
@@ -88,6 +88,10 @@ class InfluxQLStore(Store):
 
     async def query(self, q: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Run one statement; return its series (each {name?, columns, values, tags?})."""
+        return (await self.query_many(q, params))[0]
+
+    async def query_many(self, q: str, params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]:
+        """Run `;`-separated statements in one request; the series of each, in order."""
         form = {"db": self.database, "q": q, "epoch": "ns"}
         if params:
             form["params"] = json.dumps(params)
@@ -95,12 +99,17 @@ class InfluxQLStore(Store):
         if status >= 400:
             raise StoreUnavailable(f"influxdb /query answered {status}: {body[:200]!r}")
         try:
-            result = msgspec.json.decode(body)["results"][0]
-        except (ValueError, KeyError, IndexError) as exc:
+            results = msgspec.json.decode(body)["results"]
+        except (ValueError, KeyError, TypeError) as exc:
             raise StoreUnavailable("influxdb /query answered something unreadable") from exc
-        if "error" in result:
-            raise StoreUnavailable(f"influxdb query error: {result['error']}")
-        return result.get("series", [])  # type: ignore[no-any-return]
+        if not results:
+            raise StoreUnavailable("influxdb /query answered no result")
+        out: list[list[dict[str, Any]]] = []
+        for result in results:
+            if "error" in result:
+                raise StoreUnavailable(f"influxdb query error: {result['error']}")
+            out.append(result.get("series", []))
+        return out
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -128,11 +137,31 @@ class InfluxQLStore(Store):
     # -- writes ---------------------------------------------------------------------------
 
     async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
-        params = {"db": self.database, "precision": "ns"}
-        for body in render_batches(bucket, events):
-            status, answer, _ = await self._request("POST", "/write", params=params, data=body)
-            if status != 204:
-                raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
+        ms = {e.at for e in events}
+        async with self._ledger.turn(bucket, ms):
+            placed = place(events, await self._occupied(bucket, ms))
+            params = {"db": self.database, "precision": "ns"}
+            for body in render_batches(bucket, placed):
+                status, answer, _ = await self._request("POST", "/write", params=params, data=body)
+                if status != 204:
+                    raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
+
+    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
+        """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
+        statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ms_ranges(ms)]
+        out: list[OccupiedPoint] = []
+        tag = TagDecoder()
+        # One request per group of statements: the params (the bucket) are the same for all.
+        for i in range(0, len(statements), 16):
+            group = statements[i : i + 16]
+            for series in await self.query_many(";".join(q for q, _ in group), group[0][1]):
+                for s in series:
+                    cols = s["columns"]
+                    ix = [cols.index(c) for c in ("time", "id", "event_name", "app", "server")]
+                    for v in s["values"]:
+                        t, eid, name, app, server = (v[i] for i in ix)
+                        out.append((t, eid, tag(name), tag(app), tag(server)))
+        return out
 
     async def delete_all(self, bucket: str) -> None:
         if self.major_version is None:
@@ -146,14 +175,7 @@ class InfluxQLStore(Store):
     @staticmethod
     def _rows(series: list[dict[str, Any]]) -> list[StoredEvent]:
         out: list[StoredEvent] = []
-        decoded: dict[str, str] = {}  # tag values repeat: decode each once
-
-        def tag(v: str) -> str:
-            d = decoded.get(v)
-            if d is None:
-                d = decoded[v] = decode_tag(v)
-            return d
-
+        tag = TagDecoder()
         for s in series:
             cols = s["columns"]
             ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name")]

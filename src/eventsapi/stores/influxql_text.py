@@ -54,6 +54,16 @@ def millisecond_query(bucket: str, name: str, app: str | None, server: str | Non
     return q, params
 
 
+def occupied_query(bucket: str, lo_ms: int, hi_ms: int) -> tuple[str, Params]:
+    """Which points of the bucket exist in [lo_ms, hi_ms): ids and tags, never payloads."""
+    where, params = _filters(bucket, None, None, None)
+    q = (
+        f'SELECT "id", "event_name", "app", "server" FROM "{MEASUREMENT}" WHERE {where} '
+        f"AND time >= {int(lo_ms) * 1_000_000} AND time < {int(hi_ms) * 1_000_000}"
+    )
+    return q, params
+
+
 def stats_query(q: StatsQuery) -> tuple[str, Params]:
     where, params = _filters(q.bucket, q.name, q.app, q.server)
     text = (

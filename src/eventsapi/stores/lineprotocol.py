@@ -11,19 +11,13 @@ encoding never otherwise produces; InfluxDB drops empty tags). Encoded values co
 backslash, so escaping is unambiguous, and the encoding is a bijection: queries compare encoded
 values and results are decoded.
 
-Timestamps. InfluxDB keeps one point per (series, timestamp): two events sharing `at`, app,
-server and name would overwrite each other. Each event's point time is `at` in ms x 10⁶ plus a
-*slot* in [0, 10⁶) derived from a hash (CRC-32) of its id, so a re-sent id lands on the same point
-(idempotent), and distinct ids almost always land on distinct points. Within one batch, slot
-collisions in the same series and millisecond are resolved by probing to the next free slot.
-Across batches, two distinct ids of the same series and millisecond collide with probability
-1 in 10⁶ per pair; that residual risk is documented in docs/influx.md.
+Timestamps. A point's time is the event's `at` (ms) x 10⁶ plus a slot that `placement.py`
+chooses so that no two events share a point (InfluxDB keeps one point per series and time).
 """
 
 from __future__ import annotations
 
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 
 from eventsapi.stores.base import NewEvent
@@ -47,6 +41,19 @@ def decode_tag(stored: str) -> str:
     return _DECODE.sub(lambda m: "%" if m.group(1) == "25" else "\\", stored)
 
 
+class TagDecoder:
+    """decode_tag with a memo: tag values repeat across rows, so each is decoded once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, stored: str) -> str:
+        value = self._seen.get(stored)
+        if value is None:
+            value = self._seen[stored] = decode_tag(stored)
+        return value
+
+
 def escape_tag(encoded: str) -> str:
     return encoded.translate(_TAG_ESCAPE)
 
@@ -55,42 +62,26 @@ def escape_field_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def slot(event_id: str) -> int:
-    return zlib.crc32(event_id.encode()) % NS_PER_MS
-
-
-def render_lines(bucket: str, events: Sequence[NewEvent]) -> list[str]:
-    """One line-protocol line per event (no trailing newline).
-
-    Each event's point time is at x 10^6 + slot(id). A slot already taken in this batch by
-    another id of the same series and millisecond is probed to the next free one; the same id
-    twice in a batch is the same point.
-    """
+def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]]) -> list[str]:
+    """One line-protocol line per (event, point time in ns) (no trailing newline)."""
     b = escape_tag(encode_tag(bucket))
-    # Per series: its line prefix, and the point times this batch has given out there.
-    series_state: dict[tuple[str, str, str], tuple[str, dict[int, str]]] = {}
+    prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line prefix
     lines: list[str] = []
     append = lines.append
-    for e in events:
-        state = series_state.get((e.name, e.app, e.server))
-        if state is None:
-            prefix = (
+    for e, t in placed:
+        prefix = prefixes.get((e.name, e.app, e.server))
+        if prefix is None:
+            prefix = prefixes[(e.name, e.app, e.server)] = (
                 f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
                 f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="
             )
-            state = series_state[(e.name, e.app, e.server)] = (prefix, {})
-        prefix, taken = state
-        base = e.at * NS_PER_MS
-        s = slot(e.id)
-        while taken.setdefault(base + s, e.id) != e.id:
-            s = (s + 1) % NS_PER_MS
-        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)} {base + s}")
+        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)} {t}")
     return lines
 
 
-def render_batches(bucket: str, events: Sequence[NewEvent], lines_per_batch: int = 5000) -> Iterable[bytes]:
+def render_batches(bucket: str, placed: Sequence[tuple[NewEvent, int]], lines_per_batch: int = 5000) -> Iterable[bytes]:
     """Line-protocol bodies of at most `lines_per_batch` points each."""
-    lines = render_lines(bucket, events)
+    lines = render_lines(bucket, placed)
     for i in range(0, len(lines), lines_per_batch):
         yield ("\n".join(lines[i : i + lines_per_batch]) + "\n").encode()
 

@@ -3,8 +3,8 @@
 Design for scale (API.md §5, issue 2):
 - Names, apps and servers are interned as integers (`strings`), so the event indexes stay
   small: (generation, name, at, server) and (generation, app, name, at, server), plus the
-  unique (generation, id) that makes re-sends no-ops. Three index entries per event is what
-  keeps ingest fast.
+  unique (generation, at, id) that makes re-sends no-ops (an event is its bucket, `at` and
+  id; docs/api.md). Three index entries per event is what keeps ingest fast.
 - Newest-first reads and cursor pages walk one of those indexes backwards; only rows sharing
   one millisecond are ordered by id in a small sort, never the history.
 - Histograms count index ranges, one per window, without reading the rows; the filters they
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT NOT NULL,
     data TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (gen, id);
+DROP INDEX IF EXISTS events_by_id;
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_at_id ON events (gen, at, id);
 CREATE INDEX IF NOT EXISTS events_by_name ON events (gen, name, at, server);
 CREATE INDEX IF NOT EXISTS events_by_app ON events (gen, app, name, at, server);
 CREATE TABLE IF NOT EXISTS event_keys (
@@ -170,7 +171,7 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
         rows = [(keys[e.name], keys[e.app], keys[e.server], e.at, e.id, e.data) for e in events]
         # The batch goes in as one JSON parameter expanded by json_each: one statement step for
         # the whole batch, run by SQLite without the GIL, instead of a GIL hand-off per row
-        # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, id) unique
+        # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, at, id) unique
         # index makes re-sends no-ops; when some row was ignored, the batch is inserted again
         # one row at a time to count only the rows that went in.
         conn.execute("SAVEPOINT bulk")
@@ -320,7 +321,7 @@ class SQLiteStore(Store):
             try:
                 cur = conn.execute(
                     "DELETE FROM events WHERE rowid IN "
-                    "(SELECT rowid FROM events INDEXED BY events_by_id WHERE gen = ? LIMIT ?)",
+                    "(SELECT rowid FROM events INDEXED BY events_by_at_id WHERE gen = ? LIMIT ?)",
                     (gen, PURGE_CHUNK),
                 )
                 if cur.rowcount < PURGE_CHUNK:

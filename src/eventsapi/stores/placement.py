@@ -1,0 +1,135 @@
+"""Where each event's point goes on InfluxDB, so that one acknowledged event is one point.
+
+InfluxDB keeps one point per (series, timestamp); a later write to the same point silently
+replaces the earlier one. An event's point time is its `at` (ms) x 10⁶ plus a *slot* in
+[0, 10⁶). Before a batch is written the store reads which points of the bucket already exist
+in the milliseconds the batch touches (only `id` and the tags, never payloads), and `place`
+then decides, for each event of the batch:
+
+- an event whose (at, id) is already stored in the bucket, or came earlier in the batch, is
+  not written (first write wins: a re-send is a no-op and never replaces what was stored,
+  whatever its payload, name, app or server);
+- every other event takes the first slot of its series and millisecond that no point holds,
+  probing from a hash of its id.
+
+So distinct events never share a point, and a re-send never lands on another event's point.
+
+Reads and writes of concurrent ingests must not interleave, or two of them could both see a
+slot free and both take it. Within a process, `Ledger` makes every ingest that touches the
+same milliseconds of a bucket wait for the earlier ones to finish before it reads. Between
+replicas there is no lock (InfluxDB has no compare-and-set); docs/influx.md states the bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+from eventsapi.stores.base import NewEvent
+from eventsapi.stores.lineprotocol import NS_PER_MS
+
+# (point time in ns, id, event name, app, server) of a point already in the store.
+OccupiedPoint = tuple[int, str, str, str, str]
+
+
+class MillisecondFull(Exception):
+    """Every slot of one series' millisecond is taken (10⁶ events): nothing more fits there."""
+
+
+def first_slot(event_id: str) -> int:
+    return zlib.crc32(event_id.encode()) % NS_PER_MS
+
+
+def place(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
+    """(event, point time in ns) for each event of the batch that must be written."""
+    taken: set[tuple[str, str, str, int]] = set()
+    stored: set[tuple[int, str]] = set()
+    for t, event_id, name, app, server in occupied:
+        taken.add((name, app, server, t))
+        stored.add((t // NS_PER_MS, event_id))
+    out: list[tuple[NewEvent, int]] = []
+    for e in events:
+        key = (e.at, e.id)
+        if key in stored:
+            continue
+        stored.add(key)
+        base = e.at * NS_PER_MS
+        s = first_slot(e.id)
+        for _ in range(NS_PER_MS):
+            point = (e.name, e.app, e.server, base + s)
+            if point not in taken:
+                taken.add(point)
+                break
+            s = (s + 1) % NS_PER_MS
+        else:
+            raise MillisecondFull(f"no free point left in millisecond {e.at} of one series")
+        out.append((e, base + s))
+    return out
+
+
+def ms_ranges(ms: Iterable[int], max_gap_ms: int = 60_000, max_ranges: int = 64) -> list[tuple[int, int]]:
+    """Half-open [lo, hi) millisecond ranges covering every ms given, for the occupancy read.
+
+    Milliseconds closer than `max_gap_ms` share a range (one query instead of two, at the cost
+    of reading what lies between); at most `max_ranges` ranges, merging across the smallest
+    gaps first. InfluxQL cannot OR time ranges in one statement, so each range is a statement.
+    """
+    values = sorted(set(ms))
+    if not values:
+        return []
+    ranges = [[values[0], values[0] + 1]]
+    for v in values[1:]:
+        if v - ranges[-1][1] < max_gap_ms:
+            ranges[-1][1] = v + 1
+        else:
+            ranges.append([v, v + 1])
+    if len(ranges) > max_ranges:
+        gaps = sorted(range(1, len(ranges)), key=lambda i: ranges[i][0] - ranges[i - 1][1])
+        # The gaps to keep are the largest max_ranges - 1; every other boundary is merged.
+        keep = set(gaps[len(gaps) - (max_ranges - 1) :]) if max_ranges > 1 else set()
+        merged = [ranges[0]]
+        for i in range(1, len(ranges)):
+            if i in keep:
+                merged.append(ranges[i])
+            else:
+                merged[-1][1] = ranges[i][1]
+        ranges = merged
+    return [(lo, hi) for lo, hi in ranges]
+
+
+class _Turn:
+    __slots__ = ("done", "ms")
+
+    def __init__(self, ms: set[int]) -> None:
+        self.ms = ms
+        self.done = asyncio.Event()
+
+
+class Ledger:
+    """Orders the ingests of one process: an ingest that touches milliseconds an earlier,
+    unfinished ingest of the same bucket touches waits for it, then reads what it wrote.
+
+    Ingests of disjoint milliseconds run concurrently; no ingest waits for a later one, so
+    there is no deadlock.
+    """
+
+    def __init__(self) -> None:
+        self._active: dict[str, list[_Turn]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, bucket: str, ms: set[int]) -> AsyncIterator[None]:
+        active = self._active.setdefault(bucket, [])
+        earlier = [t for t in active if not t.ms.isdisjoint(ms)]
+        mine = _Turn(ms)
+        active.append(mine)
+        try:
+            for t in earlier:
+                await t.done.wait()
+            yield
+        finally:
+            active.remove(mine)
+            if not active:
+                del self._active[bucket]
+            mine.done.set()
