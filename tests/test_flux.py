@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from eventsapi.stores import flux
-from eventsapi.stores.base import StatsQuery
+from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import encode_tag
 from test_conformance import HOSTILE
 
@@ -40,8 +40,12 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
     """Every text the store generates, with `value` in every user-controlled position."""
     texts = []
     for app, server in itertools.product([None, value], [None, value, ""]):
-        texts.append(flux.newest_query(store_bucket, "b1", value, app, server, NOW_NS, NOW_NS - 3600 * 10**9, 100))
-        texts.append(flux.millisecond_query(store_bucket, "b1", value, app, server, NOW_NS // 10**6))
+        q = EventQuery("b1", value, app, server)
+        texts.append(flux.newest_query(store_bucket, q, NOW_NS, NOW_NS - 3600 * 10**9, 100))
+        texts.append(flux.millisecond_query(store_bucket, q, NOW_NS // 10**6))
+        texts.append(flux.count_query(store_bucket, q, NOW_NS, NOW_NS - 3600 * 10**9))
+        texts.append(flux.nth_query(store_bucket, q, NOW_NS, NOW_NS - 3600 * 10**9, 1000))
+        texts.append(flux.millisecond_ids_query(store_bucket, q, NOW_NS // 10**6))
         for interval, tz in itertools.product(["minute", "hour", "day"], TZS):
             texts.append(
                 flux.stats_query(
@@ -91,7 +95,7 @@ def test_libflux_rejects_bad_flux() -> None:
         'from(bucket: "b" |> range(start: -1h)',
         'from(bucket: "b") |> range(start: -1h) |> filter(fn: (r) => r.x == undefinedName)',
     ]
-    good = [flux.newest_query("events", "b", "e", None, None, NOW_NS, 0, 10)]
+    good = [flux.newest_query("events", EventQuery("b", "e"), NOW_NS, 0, 10)]
     assert [r["valid"] for r in run_libflux(bad + good)] == [False, False, False, True]
 
 

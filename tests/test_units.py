@@ -173,8 +173,11 @@ async def test_ledger_orders_overlapping_turns_only() -> None:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_influxql_text_never_contains_user_values(value: str) -> None:
     texts = [
-        ql.newest_query("b", value, value, value, 10, 0, 5),
-        ql.millisecond_query("b", value, value, "", 7),
+        ql.newest_query(EventQuery("b", value, value, value), 10, 0, 5),
+        ql.millisecond_query(EventQuery("b", value, value, ""), 7),
+        ql.count_query(EventQuery("b", value, value, value), 10, 0),
+        ql.nth_query(EventQuery("b", value, value, value), 10, 0, 3),
+        ql.millisecond_ids_query(EventQuery("b", value, None, value), 7),
         ql.stats_query(StatsQuery("b", value, value, value, [0], 60_000, "hour", "Europe/Paris")),
         ql.tag_values_query("b", "event_name", value),
     ]

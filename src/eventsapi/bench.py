@@ -73,13 +73,16 @@ class Workload:
         pad = "x" * max(0, args.payload - 30)
         spread_ms = int(args.spread * 1000)
         prefix = uuid.uuid4().hex[:8]
+        # In time order, as producers send them: each batch covers its own stretch of the
+        # history (the InfluxDB stores read what a batch's time span already holds).
+        ats = sorted(now_ms - rnd.randrange(spread_ms) for _ in range(args.events))
         events = [
             NewEvent(
                 f"{prefix}-{i:09d}",
                 rnd.choice(names),
                 rnd.choice(apps),
                 rnd.choice(servers),
-                now_ms - rnd.randrange(spread_ms),
+                ats[i],
                 json.dumps({"seq": i, "pad": pad}, separators=(",", ":")),
             )
             for i in range(args.events)
@@ -266,7 +269,7 @@ async def bench_influxql(
     async def retrieve(i: int) -> None:
         # The direct equivalent: newest 100 of a name over the whole history, in one statement.
         q, p = influxql_text.newest_query(
-            bucket, work.names[i % len(work.names)], None, None, (now_ms + 90_000_000) * 10**6, 0, 100
+            EventQuery(bucket, work.names[i % len(work.names)]), (now_ms + 90_000_000) * 10**6, 0, 100
         )
         await query(q, p)
 

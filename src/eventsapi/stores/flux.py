@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eventsapi.stores.base import StatsQuery
+from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
 
 _INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
@@ -40,51 +40,62 @@ def _predicate(bucket: str, name: str | None, app: str | None, server: str | Non
     return " and ".join(cond)
 
 
-def _rows(
-    store_bucket: str,
-    bucket: str,
-    name: str,
-    app: str | None,
-    server: str | None,
-    lower_ns: int,
-    upper_ns: int,
-) -> str:
+def _source(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int, fields: str) -> str:
+    """The rows of one retrieve filter in [lower, upper), one table: `fields` picks what is read."""
     return (
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
-        f"  |> filter(fn: (r) => {_predicate(bucket, name, app, server)})\n"
-        '  |> filter(fn: (r) => r._field == "data" or r._field == "id")\n'
-        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
-        "  |> group()\n"
+        f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
+        f"  |> filter(fn: (r) => {fields})\n"
     )
 
 
+_WHOLE = 'r._field == "data" or r._field == "id"'
+_IDS = 'r._field == "id"'
+_PIVOT = '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n  |> group()\n'
 _KEEP = '  |> keep(columns: ["_time", "data", "id", "app", "server", "event_name"])\n'
 
 
-def newest_query(
-    store_bucket: str,
-    bucket: str,
-    name: str,
-    app: str | None,
-    server: str | None,
-    upper_ns: int,
-    lower_ns: int,
-    limit: int,
-) -> str:
-    """Up to `limit` newest rows in [lower, upper). The caller bounds the range (paging.py):
-    OSS 2.x does not push sort/limit down to storage, so the sort only sees that window."""
+def newest_query(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int, limit: int) -> str:
+    """Up to `limit` newest whole rows in [lower, upper). The caller bounds the range
+    (paging.py): OSS 2.x does not push sort/limit down to storage, so the sort only sees that
+    window."""
     return (
-        _rows(store_bucket, bucket, name, app, server, lower_ns, upper_ns)
+        _source(store_bucket, q, upper_ns, lower_ns, _WHOLE)
+        + _PIVOT
         + '  |> sort(columns: ["_time"], desc: true)\n'
         + f"  |> limit(n: {int(limit)})\n"
         + _KEEP
     )
 
 
-def millisecond_query(store_bucket: str, bucket: str, name: str, app: str | None, server: str | None, ms: int) -> str:
+def millisecond_query(store_bucket: str, q: EventQuery, ms: int) -> str:
     lo = int(ms) * 1_000_000
-    return _rows(store_bucket, bucket, name, app, server, lo, lo + 1_000_000) + _KEEP
+    return _source(store_bucket, q, lo + 1_000_000, lo, _WHOLE) + _PIVOT + _KEEP
+
+
+def count_query(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int) -> str:
+    return _source(store_bucket, q, upper_ns, lower_ns, _IDS) + "  |> group()\n  |> count()\n"
+
+
+def nth_query(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int, k: int) -> str:
+    """The k-th row of [lower, upper) newest first, its time as integer ns; ids only."""
+    return (
+        _source(store_bucket, q, upper_ns, lower_ns, _IDS)
+        + "  |> group()\n"
+        + '  |> sort(columns: ["_time"], desc: true)\n'
+        + f"  |> limit(n: 1, offset: {int(k)})\n"
+        + _NS
+    )
+
+
+def millisecond_ids_query(store_bucket: str, q: EventQuery, ms: int) -> str:
+    lo = int(ms) * 1_000_000
+    return _source(store_bucket, q, lo + 1_000_000, lo, _IDS) + '  |> keep(columns: ["_value"])\n'
+
+
+# Nanoseconds as an integer column: the client parses _time into datetimes, which hold µs.
+_NS = '  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n  |> keep(columns: ["ns", "_value"])\n'
 
 
 def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> str:
@@ -93,7 +104,6 @@ def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> st
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(int(lo_ms) * 1_000_000)}, stop: {flux_time(int(hi_ms) * 1_000_000)})\n"
         f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
-        # Nanoseconds as an integer: the client parses _time into datetimes, which hold µs.
         "  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n"
         '  |> keep(columns: ["ns", "_value", "event_name", "app", "server"])\n'
     )

@@ -130,26 +130,8 @@ class InfluxDB2Store(Store):
             )
         )
 
-    @staticmethod
-    def _event(v: dict[str, Any]) -> StoredEvent:
-        t: datetime = v["_time"]
-        # FluxRecord times are datetimes (µs); the ms part is what the contract needs.
-        at = (int(t.timestamp()) * 1000) + t.microsecond // 1000
-        return StoredEvent(
-            v["id"], decode_tag(v["event_name"]), decode_tag(v["app"]), decode_tag(v["server"]), at, v["data"]
-        )
-
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
-        sb, b, n, a, s = self.bucket, query.bucket, query.name, query.app, query.server
-
-        async def newest(upper: int, lower: int, limit: int) -> list[StoredEvent]:
-            rows = await self._query(flux.newest_query(sb, b, n, a, s, upper, lower, limit))
-            return [self._event(v) for v in rows]
-
-        async def millisecond(ms: int) -> list[StoredEvent]:
-            return [self._event(v) for v in await self._query(flux.millisecond_query(sb, b, n, a, s, ms))]
-
-        return await page(query, time.time_ns(), newest, millisecond)
+        return await page(query, time.time_ns(), _Rows(self, query))
 
     async def stats(self, query: StatsQuery) -> list[int]:
         text = flux.stats_query(self.bucket, query)
@@ -164,3 +146,39 @@ class InfluxDB2Store(Store):
         return group_by_app(
             (app, decode_tag(v["_value"])) for app, rows in zip(apps, answers, strict=True) for v in rows
         )
+
+
+def record_event(v: dict[str, Any]) -> StoredEvent:
+    """A retrieve row (a pivoted FluxRecord's values) as a StoredEvent."""
+    t: datetime = v["_time"]
+    # FluxRecord times are datetimes (µs); the ms part is what the contract needs.
+    at = (int(t.timestamp()) * 1000) + t.microsecond // 1000
+    return StoredEvent(
+        v["id"], decode_tag(v["event_name"]), decode_tag(v["app"]), decode_tag(v["server"]), at, v["data"]
+    )
+
+
+class _Rows:
+    """paging.Rows over Flux for one retrieve query's filters."""
+
+    def __init__(self, store: InfluxDB2Store, q: EventQuery) -> None:
+        self.store, self.q = store, q
+
+    async def newest(self, upper_ns: int, lower_ns: int, n: int) -> list[StoredEvent]:
+        rows = await self.store._query(flux.newest_query(self.store.bucket, self.q, upper_ns, lower_ns, n))
+        return [record_event(v) for v in rows]
+
+    async def millisecond(self, ms: int) -> list[StoredEvent]:
+        return [record_event(v) for v in await self.store._query(flux.millisecond_query(self.store.bucket, self.q, ms))]
+
+    async def count(self, upper_ns: int, lower_ns: int) -> int:
+        rows = await self.store._query(flux.count_query(self.store.bucket, self.q, upper_ns, lower_ns))
+        return sum(int(v["_value"]) for v in rows)
+
+    async def nth_time(self, upper_ns: int, lower_ns: int, k: int) -> int | None:
+        rows = await self.store._query(flux.nth_query(self.store.bucket, self.q, upper_ns, lower_ns, k))
+        return int(rows[0]["ns"]) if rows else None
+
+    async def millisecond_ids(self, ms: int) -> list[str]:
+        rows = await self.store._query(flux.millisecond_ids_query(self.store.bucket, self.q, ms))
+        return [v["_value"] for v in rows]

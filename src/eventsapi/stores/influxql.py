@@ -185,15 +185,7 @@ class InfluxQLStore(Store):
         return out
 
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
-        b, n, a, s = query.bucket, query.name, query.app, query.server
-
-        async def newest(upper: int, lower: int, limit: int) -> list[StoredEvent]:
-            return self._rows(await self.query(*text.newest_query(b, n, a, s, upper, lower, limit)))
-
-        async def millisecond(ms: int) -> list[StoredEvent]:
-            return self._rows(await self.query(*text.millisecond_query(b, n, a, s, ms)))
-
-        return await page(query, time.time_ns(), newest, millisecond)
+        return await page(query, time.time_ns(), _Rows(self, query))
 
     async def stats(self, query: StatsQuery) -> list[int]:
         q, params = text.stats_query(query)
@@ -223,3 +215,28 @@ class InfluxQLStore(Store):
                     tags = parse_series_key(key)
                     pairs.add((tags["app"], tags["event_name"]))
         return group_by_app(pairs)
+
+
+class _Rows:
+    """paging.Rows over InfluxQL for one retrieve query's filters."""
+
+    def __init__(self, store: InfluxQLStore, q: EventQuery) -> None:
+        self.store, self.q = store, q
+
+    async def newest(self, upper_ns: int, lower_ns: int, n: int) -> list[StoredEvent]:
+        return self.store._rows(await self.store.query(*text.newest_query(self.q, upper_ns, lower_ns, n)))
+
+    async def millisecond(self, ms: int) -> list[StoredEvent]:
+        return self.store._rows(await self.store.query(*text.millisecond_query(self.q, ms)))
+
+    async def count(self, upper_ns: int, lower_ns: int) -> int:
+        series = await self.store.query(*text.count_query(self.q, upper_ns, lower_ns))
+        return sum(int(v[1]) for s in series for v in s["values"])
+
+    async def nth_time(self, upper_ns: int, lower_ns: int, k: int) -> int | None:
+        series = await self.store.query(*text.nth_query(self.q, upper_ns, lower_ns, k))
+        return next((int(v[0]) for s in series for v in s["values"]), None)
+
+    async def millisecond_ids(self, ms: int) -> list[str]:
+        series = await self.store.query(*text.millisecond_ids_query(self.q, ms))
+        return [v[1] for s in series for v in s["values"]]

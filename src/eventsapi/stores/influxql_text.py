@@ -8,7 +8,7 @@ written into the text; the zone goes through `quote_string` all the same.
 
 from __future__ import annotations
 
-from eventsapi.stores.base import StatsQuery
+from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
 
 Params = dict[str, str]
@@ -36,22 +36,36 @@ def _filters(bucket: str, name: str | None, app: str | None, server: str | None)
     return " AND ".join(cond), params
 
 
-def newest_query(
-    bucket: str, name: str, app: str | None, server: str | None, upper_ns: int, lower_ns: int, limit: int
-) -> tuple[str, Params]:
-    where, params = _filters(bucket, name, app, server)
-    q = (
-        f'SELECT {_COLUMNS} FROM "{MEASUREMENT}" WHERE {where} '
-        f"AND time >= {int(lower_ns)} AND time < {int(upper_ns)} ORDER BY time DESC LIMIT {int(limit)}"
-    )
-    return q, params
+def _range(q: EventQuery, upper_ns: int, lower_ns: int) -> tuple[str, Params]:
+    where, params = _filters(q.bucket, q.name, q.app, q.server)
+    return f'FROM "{MEASUREMENT}" WHERE {where} AND time >= {int(lower_ns)} AND time < {int(upper_ns)}', params
 
 
-def millisecond_query(bucket: str, name: str, app: str | None, server: str | None, ms: int) -> tuple[str, Params]:
-    where, params = _filters(bucket, name, app, server)
-    lo = int(ms) * 1_000_000
-    q = f'SELECT {_COLUMNS} FROM "{MEASUREMENT}" WHERE {where} AND time >= {lo} AND time < {lo + 1_000_000}'
-    return q, params
+def newest_query(q: EventQuery, upper_ns: int, lower_ns: int, limit: int) -> tuple[str, Params]:
+    """Up to `limit` whole rows of [lower, upper), newest first."""
+    source, params = _range(q, upper_ns, lower_ns)
+    return f"SELECT {_COLUMNS} {source} ORDER BY time DESC LIMIT {int(limit)}", params
+
+
+def millisecond_query(q: EventQuery, ms: int) -> tuple[str, Params]:
+    source, params = _range(q, (int(ms) + 1) * 1_000_000, int(ms) * 1_000_000)
+    return f"SELECT {_COLUMNS} {source}", params
+
+
+def count_query(q: EventQuery, upper_ns: int, lower_ns: int) -> tuple[str, Params]:
+    source, params = _range(q, upper_ns, lower_ns)
+    return f'SELECT count("id") {source}', params
+
+
+def nth_query(q: EventQuery, upper_ns: int, lower_ns: int, k: int) -> tuple[str, Params]:
+    """The k-th row of [lower, upper) newest first, id only: the engine skips, no payloads."""
+    source, params = _range(q, upper_ns, lower_ns)
+    return f'SELECT "id" {source} ORDER BY time DESC LIMIT 1 OFFSET {int(k)}', params
+
+
+def millisecond_ids_query(q: EventQuery, ms: int) -> tuple[str, Params]:
+    source, params = _range(q, (int(ms) + 1) * 1_000_000, int(ms) * 1_000_000)
+    return f'SELECT "id" {source}', params
 
 
 def occupied_query(bucket: str, lo_ms: int, hi_ms: int) -> tuple[str, Params]:
