@@ -344,6 +344,21 @@ async def test_retrieve_validation(api: Api, bucket: str, body: Any) -> None:
     assert problem["status"] == 400 and problem["title"] == "Bad Request"
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [b'[1000000000000000000000000000000, "x"]', b'[9223372036854775808, "x"]', b"[" * 50_000 + b"]" * 50_000],
+)
+async def test_crafted_cursor_is_400(api: Api, bucket: str, raw: bytes) -> None:
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw).decode()
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x", "cursor": cursor})
+    assert resp.status == 400
+    assert (await resp.json(content_type=None))["errors"] == [
+        {"field": "cursor", "message": "not a cursor this service issued"}
+    ]
+
+
 @pytest.mark.parametrize("bad", ["a" * 65, "sp ace", "semi;colon", "ü", "a%2Fb"])
 async def test_bad_bucket_id_is_400(api: Api, bad: str) -> None:
     resp = await api.request("POST", f"/api/bucket/{bad}/data/events", json={"event_name": "x"})
@@ -665,6 +680,15 @@ async def test_unknown_route_and_method(api: Api) -> None:
     assert r.status == 404 and r.content_type == "application/problem+json"
     r = await api.request("GET", "/api/bucket/b/data/events")
     assert r.status == 405 and r.content_type == "application/problem+json"
+
+
+async def test_server_header_names_no_versions(api: Api, bucket: str) -> None:
+    for resp in (
+        await api.request("GET", "/healthz", headers={}),
+        await api.request("GET", "/nope", headers={}),
+        await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x"}),
+    ):
+        assert resp.headers["Server"] == "eventsapi"
 
 
 async def test_health_ready_metrics_openapi(api: Api, bucket: str) -> None:

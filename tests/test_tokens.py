@@ -106,6 +106,20 @@ async def test_rs256_time_claims(rs_client: TestClient[Any, Any]) -> None:
         assert await status(rs_client, jwt.encode(bad, RSA_KEY, algorithm="RS256")) == 401
 
 
+async def test_token_lifetime_is_capped(rs_client: TestClient[Any, Any]) -> None:
+    """A token may not claim to live longer than EVENTSAPI_JWT_MAX_LIFETIME (30 days)."""
+    now = int(time.time())
+    day = 86_400
+    for bad in (
+        claims(exp=1e300),
+        claims(exp=now + 31 * day),
+        claims(iat=None, exp=now + 31 * day),
+        claims(iat=now - 20 * day, exp=now + 11 * day),
+    ):
+        assert await status(rs_client, jwt.encode(bad, RSA_KEY, algorithm="RS256")) == 401
+    assert await status(rs_client, jwt.encode(claims(exp=now + 29 * day), RSA_KEY, algorithm="RS256")) == 200
+
+
 async def test_es256(settings: Settings, tmp_path: Path) -> None:
     client = await client_for(replace(settings, jwt_secret=None, jwt_public_key=pem(EC_KEY)), tmp_path)
     try:

@@ -79,7 +79,23 @@ def test_window_start_half_hour_zone_and_nonexistent_midnight() -> None:
 def test_cursor_round_trip_and_rejects_garbage() -> None:
     for at, eid in [(0, "a"), (1_700_000_000_000, 'we"ird,id ${x}'), (5, "ü")]:
         assert decode_cursor(encode_cursor(at, eid)) == (at, eid)
-    for bad in ["", "!!!", encode_cursor(1, "x")[:-3], "WzEsMl0"]:
+    import base64
+
+    def crafted(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode()
+
+    for bad in [
+        "",
+        "!!!",
+        encode_cursor(1, "x")[:-3],
+        "WzEsMl0",
+        crafted(b'[1000000000000000000000000000000, "x"]'),
+        crafted(b'[9223372036854775808, "x"]'),
+        crafted(b'[-1, "x"]'),
+        crafted(b"[" * 50_000 + b"]" * 50_000),
+        crafted(b'[1, "' + b"i" * 129 + b'"]'),
+        "A" * 5000,
+    ]:
         with pytest.raises(BadCursor):
             decode_cursor(bad)
 

@@ -205,6 +205,11 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(_dumps(openapi_document()))
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp would announce its own and Python's versions; name the service only.
+    response.headers["Server"] = "eventsapi"
+
+
 # -- factory -------------------------------------------------------------------------------
 
 
@@ -214,6 +219,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(_server_header)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         s = store if store is not None else open_store(settings.resolved_store_url(), settings)

@@ -49,6 +49,7 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway
+        self._max_lifetime = settings.jwt_max_lifetime
         self._jwks: jwt.PyJWKClient | None = None
         # Dashboards send the same token with every request; verifying it costs ~100 µs, so
         # verified tokens are remembered until they expire, for at most CACHE_SECONDS.
@@ -115,6 +116,10 @@ class Authenticator:
             raise unauthorized(f"token lacks the {exc.claim} claim") from None
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"invalid token: {type(exc).__name__}") from None
+        # A token that claims to live for ever would outlive every key rotation and revocation.
+        issued = claims.get("iat", time.time())
+        if float(claims["exp"]) - float(issued) > self._max_lifetime + self._leeway:
+            raise unauthorized(f"token lifetime exceeds {self._max_lifetime:g} s (EVENTSAPI_JWT_MAX_LIFETIME)")
         principal = _principal(claims)
         until = min(float(claims["exp"]) + self._leeway, time.time() + CACHE_SECONDS)
         self._verified[token] = (principal, until)

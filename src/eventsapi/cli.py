@@ -82,8 +82,10 @@ def _token(args: argparse.Namespace) -> int:
         if b != "*" and not BUCKET_RE.fullmatch(b):
             print(f"invalid bucket id {b!r}", file=sys.stderr)
             return 2
-    if args.ttl <= 0:
-        print("--ttl must be > 0", file=sys.stderr)
+    if not 0 < args.ttl <= settings.jwt_max_lifetime:
+        print(
+            f"--ttl must be > 0 and at most {settings.jwt_max_lifetime:g} (EVENTSAPI_JWT_MAX_LIFETIME)", file=sys.stderr
+        )
         return 2
     print(issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time())))
     return 0

@@ -28,6 +28,7 @@ class Settings:
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 30.0
+    jwt_max_lifetime: float = 30 * 86400.0
     jwks_cooldown: float = 30.0
     cors_origins: tuple[str, ...] = ()
     store_timeout: float = 10.0
@@ -100,6 +101,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         jwt_issuer=env.get("EVENTSAPI_JWT_ISSUER") or None,
         jwt_leeway=float(env.get("EVENTSAPI_JWT_LEEWAY", "30") or 0),
         jwks_cooldown=float(env.get("EVENTSAPI_JWKS_COOLDOWN", "30") or 0),
+        jwt_max_lifetime=_float(env, "EVENTSAPI_JWT_MAX_LIFETIME", 30 * 86400.0),
         cors_origins=origins,
         store_timeout=_float(env, "EVENTSAPI_STORE_TIMEOUT", 10.0),
         read_timeout=_float(env, "EVENTSAPI_READ_TIMEOUT", 30.0),

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import base64
-import json
+import binascii
+from typing import Annotated
+
+import msgspec
+
+from eventsapi.limits import MAX_CURSOR_CHARS, MAX_ID, MAX_TIME_MS
 
 
 class BadCursor(ValueError):
     pass
 
 
+_Position = tuple[
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)],
+    Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)],
+]
+_DECODE = msgspec.json.Decoder(_Position)
+
+
 def encode_cursor(at: int, event_id: str) -> str:
-    raw = json.dumps([at, event_id], separators=(",", ":"), ensure_ascii=False).encode()
+    raw = msgspec.json.encode((at, event_id))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(text: str) -> tuple[int, str]:
+    """The position a cursor names. Anything else, however crafted, is BadCursor: a cursor is
+    short, and its time and id must lie in the ranges events can have."""
+    if len(text) > MAX_CURSOR_CHARS:
+        raise BadCursor("not a cursor this service issued")
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        at, event_id = json.loads(raw)
-    except (ValueError, TypeError) as exc:
+        return _DECODE.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError, RecursionError) as exc:
         raise BadCursor("not a cursor this service issued") from exc
-    if type(at) is not int or not isinstance(event_id, str) or not event_id:
-        raise BadCursor("not a cursor this service issued")
-    return at, event_id

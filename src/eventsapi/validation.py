@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from eventsapi.cursor import BadCursor, decode_cursor
+from eventsapi.limits import FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
 from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_starts
@@ -22,11 +23,6 @@ from eventsapi.windows import TooManyWindows, window_starts
 BUCKET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-MAX_NAME = 256
-MAX_ID = 128
-MAX_DATA_BYTES = 64 * 1024
-FUTURE_SLACK_MS = 24 * 3600 * 1000
-MAX_TIME_MS = (2**63 - 1) // 1_000_000  # the last millisecond InfluxDB's int64 nanoseconds can hold
 INTERVALS = ("minute", "hour", "day")
 
 
