@@ -19,7 +19,7 @@ _Position = tuple[
     Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)],
     Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)],
 ]
-_DECODE = msgspec.json.Decoder(_Position)
+_DECODE: msgspec.json.Decoder[tuple[int, str]] = msgspec.json.Decoder(_Position)
 
 
 def encode_cursor(at: int, event_id: str) -> str:
