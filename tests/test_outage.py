@@ -153,3 +153,83 @@ async def test_database_created_only_when_asked(settings: Settings, influxd: Inf
         assert resp.status == 200
     finally:
         await asked.close()
+
+
+async def _sqlite_client(settings: Settings, path: Path) -> TestClient[Any, Any]:
+    s = replace(settings, store_url=f"sqlite:///{path}")
+    client: TestClient[Any, Any] = TestClient(TestServer(create_app(s, open_store(s.store_url, s))))
+    await client.start_server()
+    return client
+
+
+async def _until_ingest_succeeds(client: TestClient[Any, Any], auth: dict[str, str]) -> Any:
+    for _ in range(50):
+        r = await client.post("/api/bucket/b/data/events/ingest", json=[EVENT], headers=auth)
+        if r.status == 200:
+            return await r.json()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the store did not recover")
+
+
+async def test_sqlite_unusable_at_start_answers_503_then_recovers(settings: Settings, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the database's directory should be")
+    client = await _sqlite_client(settings, blocker / "events.db")
+    auth = {"Authorization": f"Bearer {make_token()}"}
+    try:
+        r = await client.post("/api/bucket/b/data/events/ingest", json=[EVENT], headers=auth)
+        assert r.status == 503 and "Retry-After" in r.headers
+        assert r.content_type == "application/problem+json"
+        r = await client.post("/api/bucket/b/data/events", json={"event_name": "e"}, headers=auth)
+        assert r.status == 503
+        assert (await client.get("/readyz")).status == 503
+        blocker.unlink()  # the cause goes away: no restart needed
+        assert await _until_ingest_succeeds(client, auth) == {"accepted": 1, "rejected": []}
+        assert (await client.get("/readyz")).status == 200
+        r = await client.post("/api/bucket/b/data/events", json={"event_name": "e"}, headers=auth)
+        assert r.status == 200 and len(await r.json()) == 1
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs, filled to the brim (needs root to mount; CI runs as root)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_sqlite_on_a_full_disk_at_start_recovers_when_space_is_freed(settings: Settings, tiny_disk: Path) -> None:
+    import os
+
+    filler = tiny_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+    client = await _sqlite_client(settings, tiny_disk / "events.db")
+    auth = {"Authorization": f"Bearer {make_token()}"}
+    try:
+        r = await client.post("/api/bucket/b/data/events/ingest", json=[EVENT], headers=auth)
+        assert r.status == 503 and "Retry-After" in r.headers
+        assert (await client.get("/readyz")).status == 503
+        filler.unlink()
+        assert await _until_ingest_succeeds(client, auth) == {"accepted": 1, "rejected": []}
+        assert (await client.get("/readyz")).status == 200
+    finally:
+        await client.close()

@@ -24,6 +24,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,11 +80,17 @@ CREATE TABLE IF NOT EXISTS event_keys (
     n INTEGER NOT NULL,
     PRIMARY KEY (gen, app, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS event_servers (
+    gen INTEGER NOT NULL,
+    server INTEGER NOT NULL,
+    PRIMARY KEY (gen, server)
+) WITHOUT ROWID;
 """
 
 _GEN = "(SELECT gen FROM buckets WHERE bucket_id = ?)"
 _KEY = "(SELECT key FROM strings WHERE value = ?)"
 PURGE_CHUNK = 20_000
+REOPEN_SECONDS = 1.0
 _BULK_INSERT = (
     "INSERT OR IGNORE INTO events SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
     "value ->> 5 FROM json_each(?)"
@@ -186,11 +193,36 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
             "INSERT INTO event_keys VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
             ((gen, app, name, n) for (app, name), n in counts.items()),
         )
+        conn.executemany(
+            "INSERT OR IGNORE INTO event_servers VALUES (?, ?)", ((gen, server) for server in {r[2] for r in inserted})
+        )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, or bring a file written by an earlier version up to it."""
+    had_servers = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_servers'").fetchone()
+    conn.executescript(SCHEMA)
+    if not had_servers:  # files from before event_servers: one pass to fill it
+        conn.execute("INSERT OR IGNORE INTO event_servers SELECT DISTINCT gen, server FROM events")
+
+
+def purge_strings(conn: sqlite3.Connection, limit: int = PURGE_CHUNK) -> int:
+    """Delete up to `limit` interned strings that no event uses any more; how many went.
+
+    The largest key is always kept, so SQLite never hands a deleted key out again and a key
+    cached by a reader keeps meaning what it meant (INTEGER PRIMARY KEY takes max + 1).
+    """
+    return conn.execute(
+        "DELETE FROM strings WHERE key IN (SELECT key FROM strings WHERE key < (SELECT max(key) FROM strings) "
+        "AND key NOT IN (SELECT name FROM event_keys) AND key NOT IN (SELECT app FROM event_keys) "
+        "AND key NOT IN (SELECT server FROM event_servers) LIMIT ?)",
+        (limit,),
+    ).rowcount
 
 
 class SQLiteStore(Store):
@@ -206,7 +238,10 @@ class SQLiteStore(Store):
         self._conns_lock = threading.Lock()
         self._purge_task: asyncio.Task[None] | None = None
         self._purge_wakeup = asyncio.Event()
+        self._open_lock = asyncio.Lock()
+        self._reopen_at = 0.0  # monotonic time before which a failed open is not retried
         self._keys: dict[str, int] = {}  # string -> key, writer thread only
+        self._strings_stale = True  # strings may be left that no event uses (writer thread only)
         self._values: dict[int, str] = {}  # key -> string, shared by readers (keys never change)
 
     @classmethod
@@ -221,14 +256,18 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        # Large pages and a ~40 MB WAL between checkpoints: measured 39k -> 60k events/s for the
-        # bulk insert with three indexes (page_size only takes effect on a new database).
-        conn.execute("PRAGMA page_size=32768")
-        conn.execute("PRAGMA wal_autocheckpoint=1250")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA cache_size=-65536")
+        try:
+            # Large pages and a ~40 MB WAL between checkpoints: measured 39k -> 60k events/s for
+            # the bulk insert with three indexes (page_size only takes effect on a new database).
+            conn.execute("PRAGMA page_size=32768")
+            conn.execute("PRAGMA wal_autocheckpoint=1250")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA cache_size=-65536")
+        except BaseException:
+            conn.close()
+            raise
         with self._conns_lock:
             self._all_conns.append(conn)
         return conn
@@ -242,16 +281,20 @@ class SQLiteStore(Store):
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._write_conn or await self._reopen()
+
         def run() -> T:
-            assert self._write_conn is not None
             try:
-                return fn(self._write_conn)
+                return fn(conn)
             except sqlite3.OperationalError as exc:
                 raise StoreUnavailable(f"sqlite: {exc}") from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._write_conn is None:
+            await self._reopen()
+
         def run() -> T:
             try:
                 return fn(self._reader())
@@ -263,17 +306,42 @@ class SQLiteStore(Store):
     # -- life cycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        def setup() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
-            conn.executescript(SCHEMA)
-            self._write_conn = conn
+        await self._reopen()
 
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._writer, setup)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"sqlite: cannot open {self.path}: {exc}") from exc
-        self._purge_task = asyncio.create_task(self._purge_loop())
+    async def _reopen(self) -> sqlite3.Connection:
+        """Open the file and its schema, or raise StoreUnavailable. Until it has worked once
+        (a full disk or an unusable path at start-up), every call tries again, at most once
+        per REOPEN_SECONDS, so the store recovers by itself once the cause is gone."""
+        async with self._open_lock:
+            if self._write_conn is not None:
+                return self._write_conn
+            now = time.monotonic()
+            if now < self._reopen_at:
+                raise StoreUnavailable(f"sqlite: cannot open {self.path} (retrying)")
+            self._reopen_at = now + REOPEN_SECONDS
+
+            def setup() -> sqlite3.Connection:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._connect()
+                try:
+                    migrate(conn)
+                except BaseException:
+                    self._forget(conn)
+                    raise
+                return conn
+
+            try:
+                conn = await asyncio.get_running_loop().run_in_executor(self._writer, setup)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"sqlite: cannot open {self.path}: {exc}") from exc
+            self._write_conn = conn
+            self._purge_task = asyncio.create_task(self._purge_loop())
+            return conn
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._conns_lock:
+            self._all_conns.remove(conn)
+        conn.close()
 
     async def close(self) -> None:
         if self._purge_task is not None:
@@ -310,12 +378,24 @@ class SQLiteStore(Store):
         self._purge_wakeup.set()
 
     async def _purge_loop(self) -> None:
-        """Reclaim the rows of deleted generations, a chunk per writer turn."""
+        """Reclaim the rows of deleted generations, a chunk per writer turn, then the interned
+        strings no event uses any more."""
 
         def purge_chunk(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT gen FROM generations WHERE dead = 1 LIMIT 1").fetchone()
             if row is None:
-                return False
+                if not self._strings_stale:
+                    return False
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    gone = purge_strings(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                self._keys.clear()  # the writer's cache may name deleted strings
+                self._strings_stale = gone == PURGE_CHUNK
+                return self._strings_stale
             gen = row[0]
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -326,7 +406,9 @@ class SQLiteStore(Store):
                 )
                 if cur.rowcount < PURGE_CHUNK:
                     conn.execute("DELETE FROM event_keys WHERE gen = ?", (gen,))
+                    conn.execute("DELETE FROM event_servers WHERE gen = ?", (gen,))
                     conn.execute("DELETE FROM generations WHERE gen = ?", (gen,))
+                    self._strings_stale = True
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
