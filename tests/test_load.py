@@ -94,3 +94,54 @@ async def test_readers_and_producers(service: Service) -> None:
                     break
     assert sorted(found) == sorted(acked)
     assert e0 == sum(1 for x in acked if int(x.rsplit("-", 1)[1]) % 3 == 0)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+HEAVY_CLIENTS = 64
+HEAVY_SECONDS = 4.0
+
+
+async def test_heavy_histograms_are_admitted_within_a_memory_bound(service: Service) -> None:
+    """64 clients asking at once for the largest legal histogram (99,000+ windows) get 200 or
+    503 + Retry-After; the process stays within 300 MiB of its idle size and keeps answering
+    /healthz. (The figures are measured by the README's load command, not asserted here.)"""
+    assert service.proc is not None
+    token = service.token("--sub", "heavy", "--bucket", "*", "--scope", "events:read events:write")
+    url = f"http://127.0.0.1:{service.port}/api/bucket/heavy/data/events"
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses: list[int] = []
+    peak = idle = rss_bytes(service.proc.pid)
+    deadline = time.monotonic() + HEAVY_SECONDS
+    heavy = {"event_name": "e", "days": 69, "interval": "minute"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.monotonic() < deadline:
+            async with session.post(f"{url}/stats", json=heavy, headers=headers) as r:
+                body = await r.read()
+                statuses.append(r.status)
+                if r.status == 503:
+                    assert "Retry-After" in r.headers
+                elif r.status == 200:
+                    assert body.startswith(b"[[") and body.count(b"],[") >= 99_000
+
+    async def watch(session: aiohttp.ClientSession) -> None:
+        nonlocal peak
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_bytes(service.proc.pid))  # type: ignore[union-attr]
+            async with session.get(f"http://127.0.0.1:{service.port}/healthz") as r:
+                assert r.status == 200
+            await asyncio.sleep(0.05)
+
+    connector = aiohttp.TCPConnector(limit=HEAVY_CLIENTS + 1)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.post(f"{url}/ingest", json=[{"event_name": "e", "app_name": "a"}], headers=headers) as r:
+            assert r.status == 200
+        await asyncio.gather(watch(session), *(client(session) for _ in range(HEAVY_CLIENTS)))
+    assert set(statuses) <= {200, 503} and 200 in statuses
+    assert peak - idle <= 300 * 2**20, f"RSS grew by {(peak - idle) / 2**20:.0f} MiB"

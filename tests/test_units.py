@@ -281,3 +281,48 @@ def test_counts_per_window_maps_engine_labels_onto_our_windows() -> None:
     # window (an engine aligned differently) counts for the window that contains it.
     assert counts_per_window(starts, [(0, 5), (100, 1), (250, 2), (300, 0)]) == [1, 2, 0]
     assert counts_per_window(starts, []) == [0, 0, 0]
+
+
+# -- admission --------------------------------------------------------------------------------
+
+
+async def test_admission_queues_in_order_and_times_out_with_503() -> None:
+    import asyncio
+
+    from eventsapi.admission import Admission
+    from eventsapi.problems import Problem
+
+    adm = Admission(budget=10, wait_s=0.2)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def hold(name: str, cost: int) -> None:
+        async with adm.take(cost):
+            order.append(name)
+            await release.wait()
+
+    big = asyncio.create_task(hold("big", 8))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(hold("needs-5", 5))
+    small = asyncio.create_task(hold("needs-2", 2))  # would fit now, but must not overtake
+    await asyncio.sleep(0.01)
+    assert order == ["big"] and adm.in_use == 8
+    release.set()
+    await asyncio.gather(big, waiting, small)
+    assert order == ["big", "needs-5", "needs-2"] and adm.in_use == 0
+
+    # A request that cannot get in within wait_s: 503 with Retry-After, and nothing leaks.
+    release.clear()
+    holder = asyncio.create_task(hold("holder", 10))
+    await asyncio.sleep(0)
+    with pytest.raises(Problem) as exc:
+        async with adm.take(1):
+            pass
+    assert exc.value.status == 503 and "Retry-After" in (exc.value.headers or {})
+    # Larger than the whole budget: runs alone once the budget is free.
+    oversized = asyncio.create_task(hold("oversized", 50))
+    await asyncio.sleep(0.01)
+    assert "oversized" not in order
+    release.set()
+    await asyncio.gather(holder, oversized)
+    assert adm.in_use == 0

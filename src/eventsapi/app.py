@@ -7,10 +7,11 @@ Every request takes one path: handler → validated request (validation.py) → 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import aiohttp_cors
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
@@ -40,7 +42,12 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
+ADMISSION = web.AppKey("admission", Admission)
 RETRY_AFTER = "5"
+# Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
+# payloads) weighs as much as a histogram of 100,000 windows.
+ROW_COST = 100
+STREAM_CHUNK = 5000  # array items per streamed chunk
 _dumps = json.dumps
 
 
@@ -154,22 +161,49 @@ def _event_json(e: StoredEvent) -> str:
     )
 
 
-async def retrieve(request: web.Request) -> web.Response:
+async def retrieve(request: web.Request) -> web.StreamResponse:
     bucket = await _authorize(request, "events:read")
     query = parse_retrieve(bucket, await _json_body(request))
-    rows = await _store_call(request, request.app[STORE].retrieve(query))
-    headers = None
-    if len(rows) == query.limit:
-        last = rows[-1]
-        headers = {"X-Next-Cursor": encode_cursor(last.at, last.id)}
-    return _json("[" + ",".join(map(_event_json, rows)) + "]", headers)
+    async with request.app[ADMISSION].take(query.limit * ROW_COST):
+        rows = await _store_call(request, request.app[STORE].retrieve(query))
+        headers = None
+        if len(rows) == query.limit:
+            last = rows[-1]
+            headers = {"X-Next-Cursor": encode_cursor(last.at, last.id)}
+        return await _json_array(request, map(_event_json, rows), len(rows), headers)
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request) -> web.StreamResponse:
     bucket = await _authorize(request, "events:read")
-    query = parse_stats(bucket, await _json_body(request))
-    counts = await _store_call(request, request.app[STORE].stats(query))
-    return _json("[" + ",".join(f"[{t},{n}]" for t, n in zip(query.starts, counts, strict=True)) + "]")
+    spec = parse_stats(bucket, await _json_body(request))
+    async with request.app[ADMISSION].take(spec.windows_estimate()):
+        query = spec.query()
+        counts = await _store_call(request, request.app[STORE].stats(query))
+        pairs = (f"[{t},{n}]" for t, n in zip(query.starts, counts, strict=True))
+        return await _json_array(request, pairs, len(counts))
+
+
+async def _json_array(
+    request: web.Request, items: Iterable[str], count: int, headers: dict[str, str] | None = None
+) -> web.StreamResponse:
+    """A JSON array of already-encoded items; a long one is streamed in chunks, so that the
+    whole text is never held at once and the event loop is given back between chunks."""
+    if count <= STREAM_CHUNK:
+        return _json("[" + ",".join(items) + "]", headers)
+    resp = web.StreamResponse(headers=headers)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    it = iter(items)
+    opening = "["
+    try:
+        while chunk := list(itertools.islice(it, STREAM_CHUNK)):
+            await resp.write((opening + ",".join(chunk)).encode())
+            opening = ","
+        await resp.write(b"]")
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client left; nothing to answer
+    return resp
 
 
 async def keys_by_app(request: web.Request) -> web.Response:
@@ -219,6 +253,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings)
     app[METRICS] = Metrics()
+    app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app.on_response_prepare.append(_server_header)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

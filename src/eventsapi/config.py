@@ -36,6 +36,8 @@ class Settings:
     keepalive_timeout: float = 75.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_events: int = 10_000
+    heavy_budget: int = 400_000
+    heavy_wait: float = 5.0
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -108,6 +110,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         keepalive_timeout=_float(env, "EVENTSAPI_KEEPALIVE_TIMEOUT", 75.0),
         max_body_bytes=_int(env, "EVENTSAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
         max_events=_int(env, "EVENTSAPI_MAX_EVENTS", 10_000),
+        heavy_budget=_int(env, "EVENTSAPI_HEAVY_BUDGET", 400_000),
+        heavy_wait=_float(env, "EVENTSAPI_HEAVY_WAIT", 5.0),
         influx_token=env.get("EVENTSAPI_INFLUXDB_TOKEN") or None,
         influx_username=env.get("EVENTSAPI_INFLUXDB_USERNAME") or None,
         influx_password=env.get("EVENTSAPI_INFLUXDB_PASSWORD") or None,

@@ -30,7 +30,7 @@ def _auth_errors() -> dict[str, Any]:
         "401": _problem("Missing, malformed, expired or badly signed token"),
         "403": _problem("Token lacks the bucket or the scope"),
         "500": _problem("Unexpected error"),
-        "503": _problem("Store unavailable", retry_after=True),
+        "503": _problem("Store unavailable, or too much heavy read work at once", retry_after=True),
     }
 
 

@@ -18,7 +18,7 @@ from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.limits import FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
 from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
-from eventsapi.windows import TooManyWindows, window_starts
+from eventsapi.windows import STEP_MS, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
@@ -301,7 +301,33 @@ def parse_retrieve(bucket: str, body: object) -> EventQuery:
     return EventQuery(bucket, name, app, server, limit, offset, start, end, after)
 
 
-def parse_stats(bucket: str, body: object, now_ms: int | None = None) -> StatsQuery:
+@dataclass(frozen=True, slots=True)
+class StatsRequest:
+    """A validated histogram request, before its windows are computed (that work is admitted
+    first: see admission.py)."""
+
+    bucket: str
+    name: str
+    app: str | None
+    server: str | None
+    days: float
+    interval: str
+    tz: ZoneInfo
+
+    def windows_estimate(self) -> int:
+        """About how many windows the answer has (what it costs), without computing them."""
+        return int(self.days * 86_400_000 / STEP_MS[self.interval]) + 2
+
+    def query(self, now_ms: int | None = None) -> StatsQuery:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        try:
+            starts, end = window_starts(now_ms, self.days, self.interval, self.tz)
+        except TooManyWindows as exc:
+            raise ValidationProblem([{"field": "days", "message": f"too many windows: {exc}"}]) from None
+        return StatsQuery(self.bucket, self.name, self.app, self.server, starts, end, self.interval, self.tz.key)
+
+
+def parse_stats(bucket: str, body: object) -> StatsRequest:
     f = _Fields(body, _STATS_FIELDS)
     name = f.name("event_name", required=True)
     app = f.name("app_name")
@@ -325,9 +351,4 @@ def parse_stats(bucket: str, body: object, now_ms: int | None = None) -> StatsQu
             f.fail("tz", f"unknown IANA time zone {tz_name!r}")
     f.done()
     assert name is not None and tz is not None
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    try:
-        starts, end = window_starts(now_ms, float(days), interval, tz)
-    except TooManyWindows as exc:
-        raise ValidationProblem([{"field": "days", "message": f"too many windows: {exc}"}]) from None
-    return StatsQuery(bucket, name, app, server, starts, end, interval, tz_name)
+    return StatsRequest(bucket, name, app, server, float(days), interval, tz)
