@@ -459,6 +459,44 @@ async def test_first_write_wins_for_a_reused_id(api: Api, bucket: str) -> None:
     assert [(r["at"], r["data"]["v"]) for r in rows] == [(t + 1, "later"), (t, "first")]
 
 
+async def test_per_bucket_cardinality_limits(make_api: ApiFactory, store_settings: Any, bucket: str) -> None:
+    from dataclasses import replace
+
+    api = await make_api(
+        replace(store_settings, max_names_per_bucket=3, max_apps_per_bucket=2, max_servers_per_bucket=2)
+    )
+    t = now_ms() - 5000
+    res = await api.ingest(
+        bucket,
+        [
+            ev(name=HOSTILE[0], app="a1", at=t),
+            ev(name=HOSTILE[1], app="a1", at=t),
+            ev(name=HOSTILE[2], app="a2", at=t),
+            ev(name=HOSTILE[3], app="a1", at=t),  # a 4th name
+            ev(name=HOSTILE[0], app="a3", at=t),  # a 3rd app
+            ev(name=HOSTILE[0], app="a1", server="s2", at=t),
+            ev(name=HOSTILE[0], app="a1", server="s3", at=t),  # a 3rd server
+            ev(name=HOSTILE[1], app="a2", at=t + 1),
+        ],
+    )
+    assert res["accepted"] == 5
+    assert [r["index"] for r in res["rejected"]] == [3, 4, 6]
+    assert "3 distinct event names" in res["rejected"][0]["error"]
+    assert "2 distinct apps" in res["rejected"][1]["error"]
+    assert "2 distinct servers" in res["rejected"][2]["error"]
+    keys = await api.keys(bucket)
+    assert keys == [
+        {"app_name": "a1", "events": sorted(HOSTILE[:2])},
+        {"app_name": "a2", "events": sorted(HOSTILE[1:3])},
+    ]
+    # Another bucket has its own room; the same values are fine again once deleted.
+    other = bucket + "-other"
+    assert (await api.ingest(other, [ev(name=n, at=t) for n in ("x", "y", "z")]))["accepted"] == 3
+    await api.delete_all(bucket)
+    res = await api.ingest(bucket, [ev(name=n, at=t) for n in ("p", "q", "r")])
+    assert res == {"accepted": 3, "rejected": []}
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

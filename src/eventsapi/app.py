@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
+from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
 from eventsapi.observability import Metrics, route_name
@@ -43,6 +44,7 @@ STORE = web.AppKey("store", Store)
 AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 ADMISSION = web.AppKey("admission", Admission)
+GUARD = web.AppKey("guard", CardinalityGuard)
 RETRY_AFTER = "5"
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
@@ -146,6 +148,10 @@ async def ingest(request: web.Request) -> web.Response:
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
     batch = parse_ingest(body, ndjson, settings.max_events)
     if batch.events:
+        over = await _store_call(request, request.app[GUARD].check(bucket, batch.events))
+        if over:
+            batch.reject(over)
+    if batch.events:
         await _store_call(request, request.app[STORE].ingest(bucket, batch.events))
     metrics = request.app[METRICS]
     metrics.ingested.inc(len(batch.events))
@@ -215,6 +221,7 @@ async def keys_by_app(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
     await _store_call(request, request.app[STORE].delete_all(bucket))
+    request.app[GUARD].forget(bucket)
     return _json(_dumps({"bucket_id": bucket, "deleted": True}))
 
 
@@ -265,6 +272,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
         app[STORE] = s
+        app[GUARD] = CardinalityGuard(
+            s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
+        )
         yield
         await s.close()
 

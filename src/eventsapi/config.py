@@ -37,6 +37,9 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_events: int = 10_000
     heavy_budget: int = 400_000
+    max_names_per_bucket: int = 10_000
+    max_apps_per_bucket: int = 1_000
+    max_servers_per_bucket: int = 1_000
     heavy_wait: float = 5.0
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
@@ -111,6 +114,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         max_body_bytes=_int(env, "EVENTSAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
         max_events=_int(env, "EVENTSAPI_MAX_EVENTS", 10_000),
         heavy_budget=_int(env, "EVENTSAPI_HEAVY_BUDGET", 400_000),
+        max_names_per_bucket=_int(env, "EVENTSAPI_MAX_NAMES_PER_BUCKET", 10_000),
+        max_apps_per_bucket=_int(env, "EVENTSAPI_MAX_APPS_PER_BUCKET", 1_000),
+        max_servers_per_bucket=_int(env, "EVENTSAPI_MAX_SERVERS_PER_BUCKET", 1_000),
         heavy_wait=_float(env, "EVENTSAPI_HEAVY_WAIT", 5.0),
         influx_token=env.get("EVENTSAPI_INFLUXDB_TOKEN") or None,
         influx_username=env.get("EVENTSAPI_INFLUXDB_USERNAME") or None,

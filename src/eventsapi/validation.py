@@ -183,6 +183,15 @@ def _event(item: _WireEvent, now_ms: int, make_id: Callable[[int], str], index: 
 class IngestBatch:
     events: list[NewEvent]
     rejected: list[dict[str, object]]
+    indices: list[int]  # each event's index in the request
+
+    def reject(self, drop: dict[int, str]) -> None:
+        """Move the events at these positions of `events` to `rejected`, with their reasons."""
+        for pos, reason in drop.items():
+            self.rejected.append({"index": self.indices[pos], "error": reason})
+        self.rejected.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
+        self.events = [e for pos, e in enumerate(self.events) if pos not in drop]
+        self.indices = [i for pos, i in enumerate(self.indices) if pos not in drop]
 
 
 def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None = None) -> IngestBatch:
@@ -213,13 +222,15 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
     known: set[str] = set()
     events: list[NewEvent] = []
     rejected: list[dict[str, object]] = []
+    indices: list[int] = []
     for i, item in enumerate(items):
         try:
             wire = item if isinstance(item, _WireEvent) else _wire(cast(bytes, item))
             events.append(_event(wire, now_ms, make_id, i, known))
+            indices.append(i)
         except ValueError as exc:
             rejected.append({"index": i, "error": str(exc)})
-    return IngestBatch(events, rejected)
+    return IngestBatch(events, rejected, indices)
 
 
 class _Fields:

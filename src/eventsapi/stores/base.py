@@ -116,6 +116,10 @@ class Store(abc.ABC):
         """(app, sorted event names) for each app the bucket holds, apps sorted."""
 
     @abc.abstractmethod
+    async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
+        """The distinct event names, apps and servers the bucket holds (for cardinality.py)."""
+
+    @abc.abstractmethod
     async def delete_all(self, bucket: str) -> None:
         """Delete every event of the bucket and nothing else."""
 

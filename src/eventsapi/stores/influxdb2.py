@@ -138,6 +138,13 @@ class InfluxDB2Store(Store):
         rows = await self._query(text)
         return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
 
+    async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
+        answers = await asyncio.gather(
+            *(self._query(flux.tag_values_query(self.bucket, bucket, tag)) for tag in ("event_name", "app", "server"))
+        )
+        names, apps, servers = ({decode_tag(v["_value"]) for v in rows} for rows in answers)
+        return names, apps, servers
+
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         apps = [decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))]
         answers = await asyncio.gather(

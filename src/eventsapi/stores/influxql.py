@@ -170,6 +170,13 @@ class InfluxQLStore(Store):
             raise NotSupported("InfluxDB 3 cannot delete points; drop the table or let retention expire it")
         await self.query(*text.drop_query(bucket))
 
+    async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
+        sets: dict[str, set[str]] = {"event_name": set(), "app": set(), "server": set()}
+        for s in await self.query(*text.tag_sets_query(bucket)):
+            for key, value in s["values"]:
+                sets[key].add(decode_tag(value))
+        return sets["event_name"], sets["app"], sets["server"]
+
     # -- reads ----------------------------------------------------------------------------
 
     @staticmethod

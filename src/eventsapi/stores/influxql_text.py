@@ -100,6 +100,12 @@ def tag_values_query(bucket: str, key: str, app: str | None = None) -> tuple[str
     return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "{key}" WHERE {where}', params
 
 
+def tag_sets_query(bucket: str) -> tuple[str, Params]:
+    """Every event name, app and server of the bucket, from the series index."""
+    where, params = _filters(bucket, None, None, None)
+    return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY IN ("event_name", "app", "server") WHERE {where}', params
+
+
 def drop_query(bucket: str) -> tuple[str, Params]:
     where, params = _filters(bucket, None, None, None)
     return f'DROP SERIES FROM "{MEASUREMENT}" WHERE {where}', params

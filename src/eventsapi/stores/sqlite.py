@@ -459,3 +459,12 @@ class SQLiteStore(Store):
             return group_by_app((v[a], v[n]) for a, n in rows)
 
         return await self._read(read)
+
+    async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
+        def read(conn: sqlite3.Connection) -> tuple[set[str], set[str], set[str]]:
+            keys = conn.execute(f"SELECT app, name FROM event_keys WHERE gen = {_GEN}", (bucket,)).fetchall()
+            servers = conn.execute(f"SELECT server FROM event_servers WHERE gen = {_GEN}", (bucket,)).fetchall()
+            v = self._names(conn, {k for r in keys for k in r} | {r[0] for r in servers})
+            return {v[n] for _, n in keys}, {v[a] for a, _ in keys}, {v[s] for (s,) in servers}
+
+        return await self._read(read)
