@@ -1,4 +1,4 @@
-"""The HTTP contract of API.md, written once and run against every available store."""
+"""The HTTP contract of docs/api.md, written once and run against every available store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bearer-token authentication (pyjwt) and bucket/scope authorisation (API.md §3)."""
+"""Bearer-token authentication (pyjwt) and bucket/scope authorisation (docs/api.md §3)."""
 
 from __future__ import annotations
 

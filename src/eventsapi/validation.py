@@ -1,4 +1,4 @@
-"""Turns request bodies into validated values; every rule of API.md §5 about input lives here."""
+"""Turns request bodies into validated values; every rule of docs/api.md §5 about input lives here."""
 
 from __future__ import annotations
 

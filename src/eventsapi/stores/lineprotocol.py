@@ -1,7 +1,7 @@
 """The InfluxDB schema shared by the influxql and influxdb2 stores: tag encoding, point
 timestamps and line-protocol rendering. Pure functions.
 
-Schema (API.md §1): measurement `events`, tags `bucket_id, app, server, event_name`, string
+Schema (docs/api.md §1, docs/influx.md): measurement `events`, tags `bucket_id, app, server, event_name`, string
 fields `data` and `id`.
 
 Tag values. Line protocol escapes `,`, `=` and space in tag values with a backslash, but has no

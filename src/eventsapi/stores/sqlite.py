@@ -1,6 +1,6 @@
 """The embedded SQLite store: single file, WAL, one writer thread, a pool of reader threads.
 
-Design for scale (API.md §5, issue 2):
+Design for scale (docs/api.md §5):
 - Names, apps and servers are interned as integers (`strings`), so the event indexes stay
   small: (generation, name, at, server) and (generation, app, name, at, server), plus the
   unique (generation, at, id) that makes re-sends no-ops (an event is its bucket, `at` and
