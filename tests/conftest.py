@@ -21,7 +21,8 @@ from referencing.jsonschema import DRAFT202012
 from eventsapi.app import create_app
 from eventsapi.config import Settings
 from eventsapi.openapi import openapi_document
-from eventsapi.stores.base import Store, open_store
+from eventsapi.stores import open_store
+from eventsapi.stores.base import Store
 from influxd import InfluxD, start_influxd
 
 SECRET = "test-secret-test-secret-test-secret-0123456789"

@@ -354,9 +354,7 @@ async def test_crafted_cursor_is_400(api: Api, bucket: str, raw: bytes) -> None:
     cursor = base64.urlsafe_b64encode(raw).decode()
     resp = await api.request("POST", f"/api/bucket/{bucket}/data/events", json={"event_name": "x", "cursor": cursor})
     assert resp.status == 400
-    assert (await resp.json(content_type=None))["errors"] == [
-        {"field": "cursor", "message": "not a cursor this service issued"}
-    ]
+    assert [e["field"] for e in (await resp.json(content_type=None))["errors"]] == ["cursor"]
 
 
 @pytest.mark.parametrize("bad", ["a" * 65, "sp ace", "semi;colon", "ü", "a%2Fb"])

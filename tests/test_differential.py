@@ -27,7 +27,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings
-from eventsapi.stores.base import group_by_app, open_store
+from eventsapi.stores import open_store
+from eventsapi.stores.base import group_by_app
 from test_conformance import HOSTILE
 
 SEED = int(os.environ.get("EVENTSAPI_DIFF_SEED", "20261129"))

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from eventsapi.stores import flux
-from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import encode_tag
+from eventsapi.values import EventQuery, StatsQuery
 from test_conformance import HOSTILE
 
 CHECKER = Path(__file__).parent / "flux" / "check.mjs"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from eventsapi.config import Settings
-from eventsapi.stores.base import EventQuery, NewEvent, StoredEvent
 from eventsapi.stores.influxql import InfluxQLStore, _Rows
 from eventsapi.stores.paging import FIRST_SPAN_NS, page
+from eventsapi.values import EventQuery, NewEvent, StoredEvent
 
 MS = 1_000_000
 

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings
-from eventsapi.stores.base import open_store
+from eventsapi.stores import open_store
 from eventsapi.stores.lineprotocol import encode_tag
 from test_conformance import HOSTILE
 from test_flux import run_libflux, string_literals

@@ -6,8 +6,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from eventsapi.stores.base import EventQuery, NewEvent
 from eventsapi.stores.sqlite import SQLiteStore
+from eventsapi.values import EventQuery, NewEvent
 
 
 def strings(path: Path) -> set[str]:

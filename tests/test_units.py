@@ -13,7 +13,6 @@ import pytest
 
 from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
 from eventsapi.stores import influxql_text as ql
-from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
 from eventsapi.stores.lineprotocol import (
     decode_tag,
     encode_tag,
@@ -25,6 +24,7 @@ from eventsapi.stores.lineprotocol import (
 from eventsapi.stores.placement import Ledger, OccupiedPoint, first_slot, ms_ranges, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.validation import parse_ingest
+from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
 from test_conformance import HOSTILE
 

@@ -7,18 +7,18 @@ Every request takes one path: handler → validated request (validation.py) → 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import aiohttp_cors
+import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from eventsapi import wire
 from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.cardinality import CardinalityGuard
@@ -27,7 +27,8 @@ from eventsapi.cursor import encode_cursor
 from eventsapi.observability import Metrics, route_name
 from eventsapi.openapi import openapi_document
 from eventsapi.problems import Problem, problem_response
-from eventsapi.stores.base import NotSupported, Store, StoredEvent, StoreUnavailable, open_store
+from eventsapi.stores import open_store
+from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
 from eventsapi.validation import (
     check_bucket,
     loads,
@@ -50,7 +51,6 @@ RETRY_AFTER = "5"
 # payloads) weighs as much as a histogram of 100,000 windows.
 ROW_COST = 100
 STREAM_CHUNK = 5000  # array items per streamed chunk
-_dumps = json.dumps
 
 
 # -- middlewares ---------------------------------------------------------------------------
@@ -134,8 +134,8 @@ async def _json_body(request: web.Request) -> object:
         raise Problem(400, f"body is not valid JSON: {exc}") from None
 
 
-def _json(text: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(text=text, content_type="application/json", headers=headers)
+def _json(value: object, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), content_type="application/json", headers=headers)
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -156,18 +156,10 @@ async def ingest(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     metrics.ingested.inc(len(batch.events))
     metrics.rejected.inc(len(batch.rejected))
-    return _json(_dumps({"accepted": len(batch.events), "rejected": batch.rejected}))
+    return _json(wire.IngestResult(len(batch.events), batch.rejected))
 
 
-def _event_json(e: StoredEvent) -> str:
-    # `data` is stored as JSON text and passed through without a parse/serialise round trip.
-    return (
-        f'{{"id":{_dumps(e.id)},"event_name":{_dumps(e.name)},"app_name":{_dumps(e.app)},'
-        f'"server_name":{_dumps(e.server)},"at":{e.at},"data":{e.data}}}'
-    )
-
-
-async def retrieve(request: web.Request) -> web.StreamResponse:
+async def retrieve(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
     query = parse_retrieve(bucket, await _json_body(request))
     async with request.app[ADMISSION].take(query.limit * ROW_COST):
@@ -176,7 +168,8 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         if len(rows) == query.limit:
             last = rows[-1]
             headers = {"X-Next-Cursor": encode_cursor(last.at, last.id)}
-        return await _json_array(request, map(_event_json, rows), len(rows), headers)
+        # StoredEvent is the wire shape: `data` goes out as the JSON text it was stored as.
+        return _json(rows, headers)
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
@@ -185,26 +178,21 @@ async def stats(request: web.Request) -> web.StreamResponse:
     async with request.app[ADMISSION].take(spec.windows_estimate()):
         query = spec.query()
         counts = await _store_call(request, request.app[STORE].stats(query))
-        pairs = (f"[{t},{n}]" for t, n in zip(query.starts, counts, strict=True))
-        return await _json_array(request, pairs, len(counts))
+        return await _json_array(request, list(zip(query.starts, counts, strict=True)))
 
 
-async def _json_array(
-    request: web.Request, items: Iterable[str], count: int, headers: dict[str, str] | None = None
-) -> web.StreamResponse:
-    """A JSON array of already-encoded items; a long one is streamed in chunks, so that the
-    whole text is never held at once and the event loop is given back between chunks."""
-    if count <= STREAM_CHUNK:
-        return _json("[" + ",".join(items) + "]", headers)
-    resp = web.StreamResponse(headers=headers)
+async def _json_array(request: web.Request, items: Sequence[object]) -> web.StreamResponse:
+    """A JSON array; a long one is encoded and sent in chunks, so that the whole text is never
+    held at once and the event loop is given back between chunks."""
+    if len(items) <= STREAM_CHUNK:
+        return _json(items)
+    resp = web.StreamResponse()
     resp.content_type = "application/json"
     await resp.prepare(request)
-    it = iter(items)
-    opening = "["
     try:
-        while chunk := list(itertools.islice(it, STREAM_CHUNK)):
-            await resp.write((opening + ",".join(chunk)).encode())
-            opening = ","
+        for i in range(0, len(items), STREAM_CHUNK):
+            chunk = msgspec.json.encode(items[i : i + STREAM_CHUNK])  # "[a,b,...]"
+            await resp.write((b"[" if i == 0 else b",") + chunk[1:-1])
         await resp.write(b"]")
         await resp.write_eof()
     except ConnectionResetError:
@@ -215,18 +203,18 @@ async def _json_array(
 async def keys_by_app(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
     keys = await _store_call(request, request.app[STORE].keys_by_app(bucket))
-    return _json(_dumps([{"app_name": app, "events": names} for app, names in keys], ensure_ascii=False))
+    return _json([wire.AppEvents(app, names) for app, names in keys])
 
 
 async def delete_all(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
     await _store_call(request, request.app[STORE].delete_all(bucket))
     request.app[GUARD].forget(bucket)
-    return _json(_dumps({"bucket_id": bucket, "deleted": True}))
+    return _json(wire.Deleted(bucket))
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return _json('{"status":"ok"}')
+    return _json({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -234,7 +222,7 @@ async def readyz(request: web.Request) -> web.Response:
         await _store_call(request, request.app[STORE].ping())
     except StoreUnavailable:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
-    return _json('{"status":"ready"}')
+    return _json({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -243,7 +231,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(_dumps(openapi_document()))
+    return _json(openapi_document(request.app[SETTINGS].max_events))
 
 
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:

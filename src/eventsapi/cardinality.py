@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from eventsapi.stores.base import NewEvent, Store
+from eventsapi.stores.base import Store
+from eventsapi.values import NewEvent
 
 REFRESH_S = 60.0
 RECHECK_S = 5.0

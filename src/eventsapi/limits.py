@@ -8,3 +8,4 @@ MAX_DATA_BYTES = 64 * 1024  # an event's `data`, serialised
 FUTURE_SLACK_MS = 24 * 3600 * 1000  # how far past now an event may be stamped
 MAX_TIME_MS = (2**63 - 1) // 1_000_000  # the last millisecond InfluxDB's int64 nanoseconds can hold
 MAX_CURSOR_CHARS = 1024  # an encoded cursor is (at, id): far below this
+MAX_WINDOWS = 100_000  # windows in one histogram

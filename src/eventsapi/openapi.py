@@ -5,13 +5,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from eventsapi import __version__
+import msgspec
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 256}
-_TIME = {
-    "oneOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}],
-    "description": "epoch milliseconds or ISO 8601",
-}
+from eventsapi import __version__, wire
+from eventsapi.values import StoredEvent
 
 
 def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
@@ -34,8 +31,8 @@ def _auth_errors() -> dict[str, Any]:
     }
 
 
-def _json_body(ref: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": ref}}}}
+def _json_body(shape: type) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(shape)}}}
 
 
 def _ok(description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -53,9 +50,28 @@ _BUCKET_PARAM = {
 }
 
 
+_SHAPES = (
+    wire.Problem,
+    wire.FlatEvent,
+    wire.PM2Event,
+    wire.IngestResult,
+    StoredEvent,
+    wire.RetrieveBody,
+    wire.StatsBody,
+    wire.AppEvents,
+    wire.Deleted,
+)
+
+
+def _ref(shape: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{shape.__name__}"}
+
+
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
+    """The document; `max_events` is the deployment's EVENTSAPI_MAX_EVENTS (the ingest limit)."""
     security: list[dict[str, list[str]]] = [{"bearer": []}]
+    _, schemas = msgspec.json.schema_components(_SHAPES, ref_template="#/components/schemas/{name}")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -66,112 +82,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                        "errors": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["field", "message"],
-                                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "FlatEvent": {
-                    "type": "object",
-                    "required": ["event_name", "app_name"],
-                    "properties": {
-                        "event_name": _NAME,
-                        "app_name": _NAME,
-                        "server_name": {"type": "string", "maxLength": 256},
-                        "at": _TIME,
-                        "data": {"type": "object"},
-                        "id": {"type": "string", "minLength": 1, "maxLength": 128},
-                    },
-                },
-                "PM2Event": {
-                    "type": "object",
-                    "required": ["name", "process"],
-                    "properties": {
-                        "name": _NAME,
-                        "at": _TIME,
-                        "data": {"type": "object"},
-                        "process": {
-                            "type": "object",
-                            "required": ["name"],
-                            "properties": {
-                                "name": _NAME,
-                                "server": {"type": "string", "maxLength": 256},
-                                "pm_id": {},
-                                "rev": {},
-                            },
-                        },
-                    },
-                },
-                "IngestResult": {
-                    "type": "object",
-                    "required": ["accepted", "rejected"],
-                    "properties": {
-                        "accepted": {"type": "integer", "minimum": 0},
-                        "rejected": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["index", "error"],
-                                "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "event_name", "app_name", "server_name", "at", "data"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "event_name": {"type": "string"},
-                        "app_name": {"type": "string"},
-                        "server_name": {"type": "string"},
-                        "at": {"type": "integer"},
-                        "data": {"type": "object"},
-                    },
-                },
-                "RetrieveRequest": {
-                    "type": "object",
-                    "required": ["event_name"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "event_name": _NAME,
-                        "app_name": _NAME,
-                        "server_name": {"type": "string", "maxLength": 256},
-                        "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                        "offset": {"type": "integer", "minimum": 0, "maximum": 100000, "default": 0},
-                        "start": _TIME,
-                        "end": _TIME,
-                        "cursor": {"type": "string", "description": "X-Next-Cursor of the previous page"},
-                    },
-                },
-                "StatsRequest": {
-                    "type": "object",
-                    "required": ["event_name"],
-                    "additionalProperties": False,
-                    "properties": {
-                        "event_name": _NAME,
-                        "app_name": _NAME,
-                        "server_name": {"type": "string", "maxLength": 256},
-                        "days": {"type": "number", "exclusiveMinimum": 0, "maximum": 365, "default": 2},
-                        "interval": {"enum": ["minute", "hour", "day"], "default": "minute"},
-                        "tz": {"type": "string", "default": "UTC", "description": "IANA time zone"},
-                    },
-                },
-            },
+            "schemas": schemas,
         },
         "paths": {
             "/api/bucket/{id}/data/events/ingest": {
@@ -185,13 +96,8 @@ def openapi_document() -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "type": "array",
-                                    "maxItems": 10000,
-                                    "items": {
-                                        "anyOf": [
-                                            {"$ref": "#/components/schemas/FlatEvent"},
-                                            {"$ref": "#/components/schemas/PM2Event"},
-                                        ]
-                                    },
+                                    "maxItems": max_events,
+                                    "items": {"anyOf": [_ref(wire.FlatEvent), _ref(wire.PM2Event)]},
                                 }
                             },
                             "application/x-ndjson": {"schema": {"type": "string"}},
@@ -200,7 +106,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ok(
                             "Valid events stored; invalid ones listed",
-                            {"$ref": "#/components/schemas/IngestResult"},
+                            _ref(wire.IngestResult),
                         ),
                         **_auth_errors(),
                         "408": _problem("Body not received within EVENTSAPI_READ_TIMEOUT"),
@@ -213,11 +119,11 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Latest events of a name, newest first",
                     "security": security,
                     "parameters": [_BUCKET_PARAM],
-                    "requestBody": _json_body("#/components/schemas/RetrieveRequest"),
+                    "requestBody": _json_body(wire.RetrieveBody),
                     "responses": {
                         "200": _ok(
                             "Events, newest first",
-                            {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                            {"type": "array", "items": _ref(StoredEvent)},
                             {
                                 "X-Next-Cursor": {
                                     "schema": {"type": "string"},
@@ -236,7 +142,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Histogram of an event over time",
                     "security": security,
                     "parameters": [_BUCKET_PARAM],
-                    "requestBody": _json_body("#/components/schemas/StatsRequest"),
+                    "requestBody": _json_body(wire.StatsBody),
                     "responses": {
                         "200": _ok(
                             "[window start epoch ms, count] ascending",
@@ -265,17 +171,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ok(
                             "Apps sorted, names sorted",
-                            {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["app_name", "events"],
-                                    "properties": {
-                                        "app_name": {"type": "string"},
-                                        "events": {"type": "array", "items": {"type": "string"}},
-                                    },
-                                },
-                            },
+                            {"type": "array", "items": _ref(wire.AppEvents)},
                         ),
                         **_auth_errors(),
                     },
@@ -289,11 +185,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _ok(
                             "Deleted",
-                            {
-                                "type": "object",
-                                "required": ["bucket_id", "deleted"],
-                                "properties": {"bucket_id": {"type": "string"}, "deleted": {"const": True}},
-                            },
+                            _ref(wire.Deleted),
                         ),
                         **_auth_errors(),
                         "501": _problem("The store cannot delete (e.g. InfluxDB 3)"),

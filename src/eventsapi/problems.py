@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+import msgspec
 from aiohttp import web
+
+from eventsapi import wire
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -59,17 +59,11 @@ def problem_response(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
-    if errors is not None:
-        body["errors"] = errors
-    return web.Response(
-        status=status,
-        body=json.dumps(body).encode(),
-        content_type=PROBLEM_TYPE,
-        headers=headers,
+    body = wire.Problem(
+        "about:blank",
+        _TITLES.get(status, "Error"),
+        status,
+        detail,
+        None if errors is None else [wire.FieldError(e["field"], e["message"]) for e in errors],
     )
+    return web.Response(status=status, body=msgspec.json.encode(body), content_type=PROBLEM_TYPE, headers=headers)

@@ -9,15 +9,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from eventsapi import wire
 from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.limits import FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
-from eventsapi.stores.base import EventQuery, NewEvent, StatsQuery
+from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import STEP_MS, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -58,9 +59,6 @@ class _WireEvent(msgspec.Struct, gc=False):
 
 
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-# NamedTuple's generated __new__ is a Python-level call; building the tuple directly is what
-# it does, minus the call (ingest builds one per event).
-_new_event = tuple.__new__
 _EVENT = msgspec.json.Decoder(_WireEvent)
 _BATCH = msgspec.json.Decoder(list[_WireEvent])
 
@@ -176,20 +174,20 @@ def _event(item: _WireEvent, now_ms: int, make_id: Callable[[int], str], index: 
         except UnicodeDecodeError:
             raise ValueError("data is not valid UTF-8") from None
     event_id = make_id(index) if item.id is None else _name(item.id, "id", None, MAX_ID)
-    return _new_event(NewEvent, (event_id, name, app, server, at, data_text))
+    return NewEvent(event_id, name, app, server, at, data_text)
 
 
 @dataclass(slots=True)
 class IngestBatch:
     events: list[NewEvent]
-    rejected: list[dict[str, object]]
+    rejected: list[wire.Rejection]
     indices: list[int]  # each event's index in the request
 
     def reject(self, drop: dict[int, str]) -> None:
         """Move the events at these positions of `events` to `rejected`, with their reasons."""
         for pos, reason in drop.items():
-            self.rejected.append({"index": self.indices[pos], "error": reason})
-        self.rejected.sort(key=lambda r: r["index"])  # type: ignore[arg-type, return-value]
+            self.rejected.append(wire.Rejection(self.indices[pos], reason))
+        self.rejected.sort(key=lambda r: r.index)
         self.events = [e for pos, e in enumerate(self.events) if pos not in drop]
         self.indices = [i for pos, i in enumerate(self.indices) if pos not in drop]
 
@@ -221,95 +219,83 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
     make_id = IdMaker(now_ms)
     known: set[str] = set()
     events: list[NewEvent] = []
-    rejected: list[dict[str, object]] = []
+    rejected: list[wire.Rejection] = []
     indices: list[int] = []
     for i, item in enumerate(items):
         try:
-            wire = item if isinstance(item, _WireEvent) else _wire(cast(bytes, item))
-            events.append(_event(wire, now_ms, make_id, i, known))
+            decoded = item if isinstance(item, _WireEvent) else _wire(cast(bytes, item))
+            events.append(_event(decoded, now_ms, make_id, i, known))
             indices.append(i)
         except ValueError as exc:
-            rejected.append({"index": i, "error": str(exc)})
+            rejected.append(wire.Rejection(i, str(exc)))
     return IngestBatch(events, rejected, indices)
 
 
-class _Fields:
-    """Collects field errors so one response lists all of them."""
+_CONVERT_MESSAGES = (("matching regex", "must not contain control characters"),)
 
-    def __init__(self, body: object, allowed: set[str]) -> None:
-        if not isinstance(body, dict):
-            raise Problem(400, "body must be a JSON object")
-        self.body = body
-        self.errors: list[dict[str, str]] = [{"field": k, "message": "unknown field"} for k in body if k not in allowed]
 
-    def fail(self, field: str, message: str) -> None:
-        self.errors.append({"field": field, "message": message})
+def _message(exc: msgspec.ValidationError) -> str:
+    """msgspec's reason without its JSON path (the field is named beside it)."""
+    text = str(exc).split(" - at `", 1)[0]
+    for needle, plain in _CONVERT_MESSAGES:
+        if needle in text:
+            return plain
+    return text
 
-    def name(self, field: str, required: bool = False, allow_empty: bool = False) -> str | None:
-        value = self.body.get(field)
-        if value is None:
-            if required:
-                self.fail(field, "is required")
-            return None
-        if allow_empty and value == "":
-            return ""
-        err = name_error(value)
-        if err:
-            self.fail(field, err)
-            return None
-        return value  # type: ignore[no-any-return]
 
-    def integer(self, field: str, default: int, lo: int, hi: int) -> int:
-        value = self.body.get(field, default)
-        if type(value) is not int or not lo <= value <= hi:
-            self.fail(field, f"must be an integer from {lo} to {hi}")
-            return default
-        return value
+B = TypeVar("B", bound=msgspec.Struct)
 
-    def time(self, field: str) -> int | None:
-        value = self.body.get(field)
-        if value is None:
-            return None
+
+def decode_body(body: object, shape: type[B]) -> B:
+    """A request body as its wire type, or a 400 that lists every field that is wrong."""
+    if not isinstance(body, dict):
+        raise Problem(400, "body must be a JSON object")
+    try:
+        return msgspec.convert(body, shape)
+    except msgspec.ValidationError:
+        pass
+    # Field by field, with the same types, so that one answer names every error.
+    fields = {f.encode_name: f for f in msgspec.structs.fields(shape)}
+    errors = [{"field": k, "message": "unknown field"} for k in body if k not in fields]
+    for name, f in fields.items():
+        if name not in body:
+            if f.required:
+                errors.append({"field": name, "message": "is required"})
+            continue
         try:
-            t = parse_time(value)
-        except (ValueError, OverflowError) as exc:
-            self.fail(field, str(exc))
-            return None
-        if not 0 <= t <= MAX_TIME_MS:
-            self.fail(field, "must lie between 1970-01-01 and 2262-04-11")
-            return None
-        return t
-
-    def done(self) -> None:
-        if self.errors:
-            raise ValidationProblem(self.errors)
+            msgspec.convert(body[name], f.type)
+        except msgspec.ValidationError as exc:
+            errors.append({"field": name, "message": _message(exc)})
+    raise ValidationProblem(errors or [{"field": "body", "message": "invalid"}])
 
 
-_RETRIEVE_FIELDS = {"event_name", "app_name", "server_name", "limit", "offset", "start", "end", "cursor"}
-_STATS_FIELDS = {"event_name", "app_name", "server_name", "days", "interval", "tz"}
+def _time(value: int | float | str | None, field: str, errors: list[dict[str, str]]) -> int | None:
+    if value is None:
+        return None
+    try:
+        t = parse_time(value)
+    except (ValueError, OverflowError) as exc:
+        errors.append({"field": field, "message": str(exc)})
+        return None
+    if not 0 <= t <= MAX_TIME_MS:
+        errors.append({"field": field, "message": "must lie between 1970-01-01 and 2262-04-11"})
+        return None
+    return t
 
 
 def parse_retrieve(bucket: str, body: object) -> EventQuery:
-    f = _Fields(body, _RETRIEVE_FIELDS)
-    name = f.name("event_name", required=True)
-    app = f.name("app_name")
-    server = f.name("server_name", allow_empty=True)
-    limit = f.integer("limit", 100, 1, 1000)
-    offset = f.integer("offset", 0, 0, 100_000)
-    start, end = f.time("start"), f.time("end")
+    b = decode_body(body, wire.RetrieveBody)
+    errors: list[dict[str, str]] = []
+    start, end = _time(b.start, "start", errors), _time(b.end, "end", errors)
     after = None
-    cursor = f.body.get("cursor")
-    if cursor is not None:
-        if not isinstance(cursor, str):
-            f.fail("cursor", "must be a string")
-        else:
-            try:
-                after = decode_cursor(cursor)
-            except BadCursor as exc:
-                f.fail("cursor", str(exc))
-    f.done()
-    assert name is not None
-    return EventQuery(bucket, name, app, server, limit, offset, start, end, after)
+    if b.cursor is not None:
+        try:
+            after = decode_cursor(b.cursor)
+        except BadCursor as exc:
+            errors.append({"field": "cursor", "message": str(exc)})
+    if errors:
+        raise ValidationProblem(errors)
+    return EventQuery(bucket, b.event_name, b.app_name, b.server_name, b.limit, b.offset, start, end, after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,27 +325,9 @@ class StatsRequest:
 
 
 def parse_stats(bucket: str, body: object) -> StatsRequest:
-    f = _Fields(body, _STATS_FIELDS)
-    name = f.name("event_name", required=True)
-    app = f.name("app_name")
-    server = f.name("server_name", allow_empty=True)
-    days = f.body.get("days", 2)
-    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
-        f.fail("days", "must be a number greater than 0 and at most 365")
-        days = 2
-    interval = f.body.get("interval", "minute")
-    if interval not in INTERVALS:
-        f.fail("interval", "must be one of minute, hour, day")
-        interval = "minute"
-    tz_name = f.body.get("tz", "UTC")
-    tz = None
-    if not isinstance(tz_name, str) or not tz_name or len(tz_name) > 64:
-        f.fail("tz", "must be an IANA time zone name")
-    else:
-        try:
-            tz = ZoneInfo(tz_name)
-        except Exception:  # ZoneInfo raises several types for bad keys
-            f.fail("tz", f"unknown IANA time zone {tz_name!r}")
-    f.done()
-    assert name is not None and tz is not None
-    return StatsRequest(bucket, name, app, server, float(days), interval, tz)
+    b = decode_body(body, wire.StatsBody)
+    try:
+        tz = ZoneInfo(b.tz)
+    except Exception:  # ZoneInfo raises several types for bad keys
+        raise ValidationProblem([{"field": "tz", "message": f"unknown IANA time zone {b.tz!r}"}]) from None
+    return StatsRequest(bucket, b.event_name, b.app_name, b.server_name, b.days, b.interval, tz)

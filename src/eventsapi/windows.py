@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-MAX_WINDOWS = 100_000
+from eventsapi.limits import MAX_WINDOWS
+
 STEP_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 
 

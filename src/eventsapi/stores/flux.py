@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+from eventsapi.values import EventQuery, StatsQuery
 
 _INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -15,20 +15,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
+from msgspec import Raw
+
 from eventsapi.config import Settings
 from eventsapi.stores import flux
-from eventsapi.stores.base import (
-    EventQuery,
-    NewEvent,
-    StatsQuery,
-    Store,
-    StoredEvent,
-    StoreUnavailable,
-    group_by_app,
-)
+from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.lineprotocol import TagDecoder, decode_tag, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
+from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
@@ -69,6 +65,8 @@ class InfluxDB2Store(Store):
         return self._client
 
     async def _call(self, coro: Awaitable[T]) -> T:
+        from influxdb_client.client.exceptions import InfluxDBError
+        from influxdb_client.client.flux_csv_parser import FluxCsvParserException, FluxQueryException
         from influxdb_client.rest import ApiException
 
         try:
@@ -77,10 +75,8 @@ class InfluxDB2Store(Store):
             raise StoreUnavailable(f"influxdb answered {exc.status}") from exc
         except (OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"influxdb unreachable: {type(exc).__name__}") from exc
-        except Exception as exc:  # aiohttp client errors and the client's own wrappers
-            if type(exc).__module__.startswith(("aiohttp", "influxdb_client")):
-                raise StoreUnavailable(f"influxdb error: {type(exc).__name__}") from exc
-            raise
+        except (aiohttp.ClientError, InfluxDBError, FluxQueryException, FluxCsvParserException) as exc:
+            raise StoreUnavailable(f"influxdb error: {type(exc).__name__}") from exc
 
     async def _query(self, text: str) -> list[dict[str, Any]]:
         tables = await self._call(self._api().query_api().query(text, org=self.org))
@@ -164,7 +160,7 @@ def record_event(v: dict[str, Any]) -> StoredEvent:
     # FluxRecord times are datetimes (µs); the ms part is what the contract needs.
     at = (int(t.timestamp()) * 1000) + t.microsecond // 1000
     return StoredEvent(
-        v["id"], decode_tag(v["event_name"]), decode_tag(v["app"]), decode_tag(v["server"]), at, v["data"]
+        v["id"], decode_tag(v["event_name"]), decode_tag(v["app"]), decode_tag(v["server"]), at, Raw(v["data"])
     )
 
 

@@ -19,22 +19,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiohttp
 import msgspec
+from msgspec import Raw
 
 from eventsapi.config import Settings
 from eventsapi.stores import influxql_text as text
-from eventsapi.stores.base import (
-    EventQuery,
-    NewEvent,
-    NotSupported,
-    StatsQuery,
-    Store,
-    StoredEvent,
-    StoreUnavailable,
-    group_by_app,
-)
+from eventsapi.stores.base import NotSupported, Store, StoreUnavailable, group_by_app
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
+from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
 from eventsapi.windows import counts_per_window
 
 
@@ -188,7 +181,7 @@ class InfluxQLStore(Store):
             ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name")]
             for v in s["values"]:
                 t, data, eid, app, server, name = (v[i] for i in ix)
-                out.append(StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, data))
+                out.append(StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data)))
         return out
 
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:

@@ -8,8 +8,8 @@ written into the text; the zone goes through `quote_string` all the same.
 
 from __future__ import annotations
 
-from eventsapi.stores.base import EventQuery, StatsQuery
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+from eventsapi.values import EventQuery, StatsQuery
 
 Params = dict[str, str]
 

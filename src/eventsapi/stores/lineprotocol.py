@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from eventsapi.stores.base import NewEvent
+from eventsapi.values import NewEvent
 
 MEASUREMENT = "events"
 NS_PER_MS = 1_000_000

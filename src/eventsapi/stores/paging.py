@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from eventsapi.stores.base import EventQuery, StoredEvent
 from eventsapi.stores.lineprotocol import NS_PER_MS
+from eventsapi.values import EventQuery, StoredEvent
 
 FIRST_SPAN_NS = 3600 * 10**9
 GROWTH = 16

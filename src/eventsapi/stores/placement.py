@@ -27,8 +27,8 @@ import contextlib
 import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
-from eventsapi.stores.base import NewEvent
 from eventsapi.stores.lineprotocol import NS_PER_MS
+from eventsapi.values import NewEvent
 
 # (point time in ns, id, event name, app, server) of a point already in the store.
 OccupiedPoint = tuple[int, str, str, str, str]

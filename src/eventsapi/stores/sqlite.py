@@ -33,16 +33,10 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
+from msgspec import Raw
 
-from eventsapi.stores.base import (
-    EventQuery,
-    NewEvent,
-    StatsQuery,
-    Store,
-    StoredEvent,
-    StoreUnavailable,
-    group_by_app,
-)
+from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
+from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
 
 T = TypeVar("T")
 
@@ -203,6 +197,24 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
         raise
 
 
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection with the store's settings (the load generator's engine side uses it too)."""
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    try:
+        # Large pages and a ~40 MB WAL between checkpoints: measured 39k -> 60k events/s for
+        # the bulk insert with three indexes (page_size only takes effect on a new database).
+        conn.execute("PRAGMA page_size=32768")
+        conn.execute("PRAGMA wal_autocheckpoint=1250")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA cache_size=-65536")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Create the schema, or bring a file written by an earlier version up to it."""
     had_servers = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_servers'").fetchone()
@@ -255,19 +267,7 @@ class SQLiteStore(Store):
     # -- connections ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        try:
-            # Large pages and a ~40 MB WAL between checkpoints: measured 39k -> 60k events/s for
-            # the bulk insert with three indexes (page_size only takes effect on a new database).
-            conn.execute("PRAGMA page_size=32768")
-            conn.execute("PRAGMA wal_autocheckpoint=1250")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute("PRAGMA cache_size=-65536")
-        except BaseException:
-            conn.close()
-            raise
+        conn = connect(self.path)
         with self._conns_lock:
             self._all_conns.append(conn)
         return conn
@@ -443,7 +443,7 @@ class SQLiteStore(Store):
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
             rows = conn.execute(sql, args).fetchall()
             v = self._names(conn, {k for r in rows for k in (r[1], r[2], r[3])})
-            return [StoredEvent(r[0], v[r[1]], v[r[2]], v[r[3]], r[4], r[5]) for r in rows]
+            return [StoredEvent(r[0], v[r[1]], v[r[2]], v[r[3]], r[4], Raw(r[5])) for r in rows]
 
         return await self._read(read)
 

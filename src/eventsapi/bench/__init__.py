@@ -1,0 +1,147 @@
+"""`eventsapi bench`: load generator and latency probe for a deployment, and optionally the
+same workload sent straight to the engine behind it, for service/engine ratios.
+
+Phases, each repeated `--repeat` times (medians reported):
+1. ingest N synthetic events with C concurrent producers in batches of B (bodies are built
+   before the clock starts, so the generator is not measured);
+2. retrieve (newest 100), stats (2 days by minute) and eventsKeysByApp, sequentially, for
+   p50/p95/p99 latency.
+The direct side (`--engine`) gets the same events in the same batches with the same
+concurrency, as line protocol to InfluxDB's /write or as INSERTs into a SQLite file with the
+service's schema, and the equivalent queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from eventsapi.bench.engines import bench_influxql, bench_sqlite
+from eventsapi.bench.measure import Progress, Side
+from eventsapi.bench.service import bench_service
+from eventsapi.bench.workload import Workload
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="base URL of the service, e.g. http://127.0.0.1:8080")
+    p.add_argument("--token", default=os.environ.get("EVENTSAPI_TOKEN"), help="JWT (or env EVENTSAPI_TOKEN)")
+    p.add_argument("--bucket", default=None, help="bucket id (default: a new random one)")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--producers", type=int, default=4)
+    p.add_argument("--batch", type=int, default=5_000)
+    p.add_argument("--apps", type=int, default=5)
+    p.add_argument("--servers", type=int, default=4)
+    p.add_argument("--names", type=int, default=10)
+    p.add_argument("--payload", type=int, default=100, help="approximate payload bytes per event")
+    p.add_argument("--spread", type=float, default=2 * 86400, help="seconds of history the events cover")
+    p.add_argument("--queries", type=int, default=100, help="samples per query kind")
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument(
+        "--engine", default=None, help="also run against the engine directly: influxql://HOST:PORT/DB or sqlite:///PATH"
+    )
+    p.add_argument("--delete", action="store_true", help="finish each repetition with a timed delete_all")
+    p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+
+
+def _median_side(sides: list[Side]) -> dict[str, Any]:
+    out: dict[str, Any] = {"ingest_events_per_s": statistics.median(s.ingest_events_per_s for s in sides)}
+    deletes = [s.delete_ms for s in sides if s.delete_ms is not None]
+    if deletes:
+        out["delete_all_ms"] = statistics.median(deletes)
+    rss = [s.peak_rss_bytes for s in sides if s.peak_rss_bytes]
+    if rss:
+        out["peak_rss_bytes_during_ingest"] = max(rss)
+    for kind in sides[0].latency_ms:
+        out[kind] = {
+            p: round(statistics.median(s.latency_ms[kind][p] for s in sides), 3) for p in ("p50", "p95", "p99")
+        }
+    return out
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    progress = Progress(not args.json)
+    services: list[Side] = []
+    engines: list[Side] = []
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
+        for rep in range(args.repeat):
+            bucket = args.bucket or f"bench-{uuid.uuid4().hex[:10]}"
+            progress(f"repeat {rep + 1}/{args.repeat}: generating {args.events} events")
+            work = Workload.make(args, int(time.time() * 1000))
+            services.append(await bench_service(args, work, session, bucket, progress))
+            if args.engine:
+                if args.engine.startswith("influxql://"):
+                    engines.append(await bench_influxql(args, work, session, bucket, progress))
+                elif args.engine.startswith("sqlite://"):
+                    engines.append(await bench_sqlite(args, work, bucket, progress))
+                else:
+                    raise SystemExit("--engine must be influxql://HOST:PORT/DB or sqlite:///PATH")
+            progress(f"repeat {rep + 1}/{args.repeat} done", done=True)
+    report: dict[str, Any] = {
+        "config": {
+            k: getattr(args, k)
+            for k in (
+                "url",
+                "events",
+                "producers",
+                "batch",
+                "apps",
+                "servers",
+                "names",
+                "payload",
+                "spread",
+                "queries",
+                "repeat",
+                "engine",
+                "delete",
+            )
+        },
+        "service": _median_side(services),
+    }
+    if engines:
+        engine = _median_side(engines)
+        report["engine"] = engine
+        report["ratios"] = {
+            "ingest_service_over_engine": round(
+                report["service"]["ingest_events_per_s"] / engine["ingest_events_per_s"], 3
+            ),
+            **{
+                f"{k}_p50_service_over_engine": round(report["service"][k]["p50"] / max(engine[k]["p50"], 1e-6), 3)
+                for k in ("retrieve", "stats", "keys")
+            },
+        }
+    return report
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if not args.token:
+        print("eventsapi bench: --token (or EVENTSAPI_TOKEN) is required", file=sys.stderr)
+        return 2
+    report = asyncio.run(_run(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        s = report["service"]
+        print(f"ingest: {s['ingest_events_per_s']:,.0f} events/s through the API")
+        for kind in ("retrieve", "stats", "keys"):
+            print(f"{kind:9s} p50 {s[kind]['p50']:8.2f} ms  p95 {s[kind]['p95']:8.2f} ms  p99 {s[kind]['p99']:8.2f} ms")
+        if s.get("peak_rss_bytes_during_ingest"):
+            print(f"service peak RSS during ingest: {s['peak_rss_bytes_during_ingest'] / 2**20:.0f} MiB")
+        if "delete_all_ms" in s:
+            print(f"delete_all: {s['delete_all_ms']:.1f} ms")
+        if "engine" in report:
+            e = report["engine"]
+            print(f"engine ingest: {e['ingest_events_per_s']:,.0f} events/s")
+            for kind in ("retrieve", "stats", "keys"):
+                print(f"engine {kind:9s} p50 {e[kind]['p50']:8.2f} ms")
+            print("ratios: " + json.dumps(report["ratios"]))
+    return 0

@@ -1,0 +1,127 @@
+"""The engine side of a benchmark: the same work sent straight to InfluxDB or SQLite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+
+import aiohttp
+
+from eventsapi.bench.measure import Progress, Side, percentiles, run_producers, sample
+from eventsapi.bench.workload import Workload
+from eventsapi.stores import influxql_text
+from eventsapi.stores.lineprotocol import render_batches
+from eventsapi.stores.placement import place
+from eventsapi.stores.sqlite import connect, migrate, retrieve_sql, stats_sql, write_events
+from eventsapi.values import EventQuery, NewEvent, StatsQuery
+from eventsapi.windows import window_starts
+
+
+async def bench_influxql(
+    args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
+) -> Side:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(args.engine)
+    base, db = f"http://{parts.netloc}", parts.path.lstrip("/")
+    # The engine's own rate: the same points, placed without the service's occupancy read.
+    bodies = [next(iter(render_batches(bucket, place(b, ()), len(b)))) for b in work.batches(args.batch)]
+
+    async def send(body: bytes) -> None:
+        async with session.post(f"{base}/write", params={"db": db, "precision": "ns"}, data=body) as r:
+            if r.status != 204:
+                raise RuntimeError(f"/write answered {r.status}: {(await r.read())[:200]!r}")
+
+    elapsed = await run_producers(bodies, args.producers, send, progress, "engine ingest", len(work.events))
+    side = Side(ingest_events_per_s=round(len(work.events) / elapsed))
+    now_ms = int(time.time() * 1000)
+
+    async def query(q: str, params: dict[str, str]) -> None:
+        form = {"db": db, "q": q, "epoch": "ns", "params": json.dumps(params)}
+        async with session.post(f"{base}/query", data=form) as r:
+            await r.read()
+
+    async def retrieve(i: int) -> None:
+        # The direct equivalent: newest 100 of a name over the whole history, in one statement.
+        q, p = influxql_text.newest_query(
+            EventQuery(bucket, work.names[i % len(work.names)]), (now_ms + 90_000_000) * 10**6, 0, 100
+        )
+        await query(q, p)
+
+    from zoneinfo import ZoneInfo
+
+    async def stats(i: int) -> None:
+        starts, end = window_starts(now_ms, 2, "minute", ZoneInfo("UTC"))
+        q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "minute", "UTC")
+        await query(*influxql_text.stats_query(q))
+
+    async def keys(i: int) -> None:
+        await query(*influxql_text.series_query(bucket))
+
+    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
+        progress(f"engine {name} latency")
+        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        started = time.perf_counter()
+        await query(*influxql_text.drop_query(bucket))
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
+    return side
+
+
+async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, progress: Progress) -> Side:
+    path = args.engine.split("sqlite://", 1)[1]
+    conn = connect(path)  # the store's own settings and schema
+    migrate(conn)
+    lock = asyncio.Lock()
+    cache: dict[str, int] = {}
+
+    def insert(batch: Sequence[NewEvent]) -> None:
+        write_events(conn, bucket, batch, cache)
+
+    async def send(batch: Sequence[NewEvent]) -> None:
+        async with lock:  # SQLite has one writer, as in the service
+            await asyncio.to_thread(insert, batch)
+
+    elapsed = await run_producers(
+        work.batches(args.batch), args.producers, send, progress, "engine ingest", len(work.events)
+    )
+    side = Side(ingest_events_per_s=round(len(work.events) / elapsed))
+    from zoneinfo import ZoneInfo
+
+    now_ms = int(time.time() * 1000)
+
+    async def run(sql: str, params: list[object]) -> None:
+        await asyncio.to_thread(lambda: conn.execute(sql, params).fetchall())
+
+    async def retrieve(i: int) -> None:
+        await run(*retrieve_sql(EventQuery(bucket, work.names[i % len(work.names)], limit=100)))
+
+    async def stats(i: int) -> None:
+        starts, end = window_starts(now_ms, 2, "minute", ZoneInfo("UTC"))
+        q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "minute", "UTC")
+        await run(*stats_sql(q))
+
+    async def keys(i: int) -> None:
+        await run(
+            "SELECT s1.value, s2.value FROM event_keys JOIN strings s1 ON s1.key = app JOIN strings s2 "
+            "ON s2.key = name WHERE gen = (SELECT gen FROM buckets WHERE bucket_id = ?) ORDER BY 1, 2",
+            [bucket],
+        )
+
+    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
+        progress(f"engine {name} latency")
+        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        # The plain-SQL equivalent of delete_all: delete the bucket's rows.
+        started = time.perf_counter()
+        await asyncio.to_thread(
+            lambda: conn.execute(
+                "DELETE FROM events WHERE gen = (SELECT gen FROM buckets WHERE bucket_id = ?)", [bucket]
+            )
+        )
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
+    conn.close()
+    return side

@@ -1,0 +1,77 @@
+"""Timing helpers: concurrent producers, latency samples, percentiles, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if len(samples) < 2:
+        v = samples[0] if samples else 0.0
+        return {"p50": v, "p95": v, "p99": v}
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50": round(q[49], 3), "p95": round(q[94], 3), "p99": round(q[98], 3)}
+
+
+class Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def __call__(self, text: str, done: bool = False) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K" + text + ("\n" if done else ""))
+            sys.stderr.flush()
+        elif done:
+            sys.stderr.write(text + "\n")
+
+
+async def run_producers(
+    bodies: list[Any],
+    producers: int,
+    send: Callable[[Any], Awaitable[None]],
+    progress: Progress,
+    label: str,
+    total: int,
+) -> float:
+    """Send bodies with `producers` concurrent workers; return elapsed seconds."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    sent = 0
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal sent
+        while not queue.empty():
+            body = queue.get_nowait()
+            await send(body)
+            sent += 1
+            progress(f"{label}: {sent}/{len(bodies)} batches, {total * sent // len(bodies)} events")
+
+    await asyncio.gather(*(worker() for _ in range(producers)))
+    return time.perf_counter() - started
+
+
+async def sample(n: int, fn: Callable[[int], Awaitable[None]]) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter()
+        await fn(i)
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+@dataclass
+class Side:
+    """Results of one side (service or engine) of one repetition."""
+
+    ingest_events_per_s: float = 0.0
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    delete_ms: float | None = None
+    peak_rss_bytes: int | None = None

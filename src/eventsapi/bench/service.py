@@ -1,0 +1,78 @@
+"""The service side of a benchmark: ingest and queries through the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from eventsapi.bench.measure import Progress, Side, percentiles, run_producers, sample
+from eventsapi.bench.workload import Workload
+
+
+async def bench_service(
+    args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
+) -> Side:
+    base = f"{args.url.rstrip('/')}/api/bucket/{bucket}/data"
+    headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
+    bodies = [work.api_body(b) for b in work.batches(args.batch)]
+
+    async def send(body: bytes) -> None:
+        async with session.post(f"{base}/events/ingest", data=body, headers=headers) as r:
+            answer = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"ingest answered {r.status}: {answer[:200]!r}")
+
+    peak_rss = 0
+
+    async def watch_rss() -> None:
+        nonlocal peak_rss
+        while True:
+            peak_rss = max(peak_rss, await service_rss(args, session) or 0)
+            await asyncio.sleep(0.25)
+
+    watcher = asyncio.create_task(watch_rss())
+    try:
+        elapsed = await run_producers(bodies, args.producers, send, progress, "service ingest", len(work.events))
+    finally:
+        watcher.cancel()
+    side = Side(ingest_events_per_s=round(len(work.events) / elapsed), peak_rss_bytes=peak_rss)
+
+    async def post(path: str, body: dict[str, Any]) -> None:
+        async with session.post(f"{base}/{path}", json=body, headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"{path} answered {r.status}")
+
+    async def retrieve(i: int) -> None:
+        await post("events", {"event_name": work.names[i % len(work.names)], "limit": 100})
+
+    async def stats(i: int) -> None:
+        await post("events/stats", {"event_name": work.names[i % len(work.names)], "days": 2, "interval": "minute"})
+
+    async def keys(i: int) -> None:
+        async with session.get(f"{base}/eventsKeysByApp", headers=headers) as r:
+            await r.read()
+
+    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
+        progress(f"service {name} latency")
+        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
+    if args.delete:
+        started = time.perf_counter()
+        async with session.delete(f"{base}/events/delete_all", headers=headers) as r:
+            await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"delete_all answered {r.status}")
+        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
+    return side
+
+
+async def service_rss(args: argparse.Namespace, session: aiohttp.ClientSession) -> int | None:
+    async with session.get(f"{args.url.rstrip('/')}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith("process_resident_memory_bytes "):
+                return int(float(line.split()[1]))
+    return None

@@ -1,0 +1,63 @@
+"""The value types that travel between validation, the stores and the responses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, NamedTuple
+
+import msgspec
+
+_WIRE_NAMES = {"name": "event_name", "app": "app_name", "server": "server_name"}
+
+
+class NewEvent(NamedTuple):
+    """A validated event ready to store. `data` is the payload already serialised as JSON."""
+
+    id: str
+    name: str
+    app: str
+    server: str
+    at: int  # epoch milliseconds
+    data: str
+
+
+class StoredEvent(msgspec.Struct, frozen=True, gc=False, rename=_WIRE_NAMES):
+    """An event as read back, and as retrieve answers it (encoded by msgspec as it is): `data`
+    is the stored JSON text, passed through without a parse."""
+
+    id: str
+    name: str
+    app: str
+    server: str
+    at: Annotated[int, msgspec.Meta(description="epoch milliseconds")]
+    data: Annotated[msgspec.Raw, msgspec.Meta(extra_json_schema={"type": "object"})]
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Newest-first page of one event name. `after` is the (at, id) of the last row seen."""
+
+    bucket: str
+    name: str
+    app: str | None = None
+    server: str | None = None
+    limit: int = 100
+    offset: int = 0
+    start: int | None = None  # inclusive, epoch ms
+    end: int | None = None  # exclusive, epoch ms
+    after: tuple[int, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    """Count events per window. Window i is [starts[i], starts[i+1]); the last ends at `end`."""
+
+    bucket: str
+    name: str
+    app: str | None
+    server: str | None
+    starts: Sequence[int]
+    end: int
+    interval: str  # minute | hour | day
+    tz: str

@@ -1,0 +1,136 @@
+"""The JSON shapes on the wire, each declared once (docs/api.md §5).
+
+From these types come the validation of the retrieve and histogram bodies (validation.py),
+the encoding of answers (msgspec), and the schemas of the OpenAPI document (openapi.py).
+Limits are carried by `Annotated[..., Meta(...)]`, from limits.py. Rules a schema cannot
+state — a time zone that exists, a date that parses, how many windows a histogram has, a
+cursor this service issued, `at` no later than now + 24 h — are checked by code and written
+in the descriptions here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from eventsapi.limits import MAX_CURSOR_CHARS, MAX_ID, MAX_NAME, MAX_TIME_MS, MAX_WINDOWS
+
+# Printable Unicode: no C0/DEL/C1 control characters, no U+2028/2029, no lone surrogates.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]*$"
+
+Name = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_NAME,
+        pattern=PRINTABLE,
+        description="1-256 printable characters, matched literally (quotes, backslashes, ${, |> included)",
+    ),
+]
+ServerName = Annotated[
+    str, Meta(max_length=MAX_NAME, pattern=PRINTABLE, description="a server name; empty (or absent) for none")
+]
+EventId = Annotated[str, Meta(min_length=1, max_length=MAX_ID, pattern=PRINTABLE)]
+Time = (
+    Annotated[int, Meta(ge=0, le=MAX_TIME_MS, description="epoch milliseconds")]
+    | Annotated[float, Meta(ge=0, le=MAX_TIME_MS, description="epoch milliseconds (the fraction is dropped)")]
+    | Annotated[str, Meta(max_length=64, description="ISO 8601 (without an offset: UTC); must parse")]
+)
+Interval = Literal["minute", "hour", "day"]
+
+
+class RetrieveBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of POST .../data/events: the newest events of one name."""
+
+    event_name: Name
+    app_name: Name | None = None
+    server_name: ServerName | None = None
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    offset: Annotated[int, Meta(ge=0, le=100_000)] = 0
+    start: Annotated[Time | None, Meta(description="inclusive")] = None
+    end: Annotated[Time | None, Meta(description="exclusive")] = None
+    cursor: (
+        Annotated[
+            str,
+            Meta(max_length=MAX_CURSOR_CHARS, description="X-Next-Cursor of the previous page; only those are valid"),
+        ]
+        | None
+    ) = None
+
+
+class StatsBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of POST .../data/events/stats: a histogram of one name."""
+
+    event_name: Name
+    app_name: Name | None = None
+    server_name: ServerName | None = None
+    days: Annotated[
+        float,
+        Meta(gt=0, le=365, description=f"history to cover; at most {MAX_WINDOWS} windows (minute: 69 days)"),
+    ] = 2.0
+    interval: Interval = "minute"
+    tz: Annotated[str, Meta(min_length=1, max_length=64, description="an IANA time zone that exists")] = "UTC"
+
+
+class FlatEvent(msgspec.Struct, frozen=True):
+    """An event to ingest, flat. Unknown fields are ignored."""
+
+    event_name: Name
+    app_name: Name
+    server_name: ServerName | None = None
+    at: Annotated[Time | None, Meta(description="default: receipt; between 1970 and now + 24 h")] = None
+    data: Annotated[dict[str, Any] | None, Meta(description="a JSON object of at most 64 KiB serialised")] = None
+    id: Annotated[EventId | None, Meta(description="default: assigned by the service")] = None
+
+
+class PM2Process(msgspec.Struct, frozen=True):
+    name: Name
+    server: ServerName | None = None
+    pm_id: Any = None
+    rev: Any = None
+
+
+class PM2Event(msgspec.Struct, frozen=True):
+    """An event to ingest as PM2 sends it (a `human:event` packet)."""
+
+    name: Name
+    process: PM2Process
+    at: Annotated[Time | None, Meta(description="default: receipt; between 1970 and now + 24 h")] = None
+    data: Annotated[dict[str, Any] | None, Meta(description="a JSON object of at most 64 KiB serialised")] = None
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    index: int
+    error: str
+
+
+class IngestResult(msgspec.Struct, frozen=True):
+    accepted: Annotated[int, Meta(ge=0)]
+    rejected: list[Rejection]
+
+
+class AppEvents(msgspec.Struct, frozen=True):
+    app_name: str
+    events: list[str]
+
+
+class Deleted(msgspec.Struct, frozen=True):
+    bucket_id: str
+    deleted: Literal[True] = True
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
