@@ -9,7 +9,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from eventsapi.config import ConfigError, ensure_secret, load_settings
+from eventsapi.config import SETTINGS, ConfigError, ensure_secret, load_settings, settings_table
+from eventsapi.stores import open_store
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -20,16 +21,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     settings = load_settings(host=args.host, port=args.port, store_url=args.store)
-    settings, created = ensure_secret(settings)
+    settings, source = ensure_secret(settings)
+    store_url = settings.resolved_store_url()
+    try:
+        open_store(store_url, settings)  # builds only: a malformed URL is a configuration error
+    except ValueError as exc:
+        raise ConfigError(f"EVENTSAPI_STORE / --store: {exc}") from None
     log = logging.getLogger("eventsapi")
-    if created:
+    if source == "generated":
         log.info(
             "generated a JWT secret in %s (mode 0600); `eventsapi token` uses it too",
             settings.data_dir / "jwt-secret",
         )
-    elif not (settings.jwt_public_key or settings.jwks_url) and not _env_secret():
+    elif source == "file":
         log.info("using the JWT secret in %s", settings.data_dir / "jwt-secret")
-    store_url = settings.resolved_store_url()
     log.info(
         "eventsapi listening on http://%s:%d, store %s",
         settings.host,
@@ -56,10 +61,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _env_secret() -> bool:
-    import os
-
-    return bool(os.environ.get("EVENTSAPI_JWT_SECRET"))
+def _settings(args: argparse.Namespace) -> int:
+    print(settings_table(), end="")
+    return 0
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -101,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventsapi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service. Every setting is also read from the environment:",
+        epilog="\n".join(f"  {st.env}  {st.help} (default: {st.default()})" for st in SETTINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
     serve.add_argument(
@@ -110,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="sqlite:///PATH | influxql://HOST:PORT/DB | influxdb2://HOST:PORT?org=O&bucket=B",
     )
     serve.set_defaults(func=_serve)
+
+    sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(func=_settings)
 
     token = sub.add_parser("token", help="print a signed JWT")
     token.add_argument("--sub", required=True)

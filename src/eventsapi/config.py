@@ -1,10 +1,16 @@
-"""Configuration: every EVENTSAPI_* variable and command-line override is read here, once."""
+"""Configuration: every setting declared once, in SETTINGS — its environment variable, its
+parser, its help; its default is the `Settings` field's. `load_settings` reads the environment
+through that table (and nowhere else reads it), `eventsapi serve --help` and `eventsapi
+settings` print it, and the README's configuration table is that output (a test holds them
+equal). A bad value stops the service with one line naming the variable and what it expects.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,24 +28,24 @@ class Settings:
     port: int = 8080
     store_url: str = ""  # empty: SQLite in data_dir
     data_dir: Path = Path(DEFAULT_DATA_DIR)
-    jwt_secret: str | None = None
+    jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = None  # PEM text
     jwks_url: str | None = None
+    jwks_cooldown: float = 30.0
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = 30.0
     jwt_max_lifetime: float = 30 * 86400.0
-    jwks_cooldown: float = 30.0
     cors_origins: tuple[str, ...] = ()
     store_timeout: float = 10.0
-    read_timeout: float = 30.0
     keepalive_timeout: float = 75.0
+    read_timeout: float = 30.0
     max_body_bytes: int = 10 * 1024 * 1024
     max_events: int = 10_000
-    heavy_budget: int = 400_000
     max_names_per_bucket: int = 10_000
     max_apps_per_bucket: int = 1_000
     max_servers_per_bucket: int = 1_000
+    heavy_budget: int = 400_000
     heavy_wait: float = 5.0
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
@@ -53,105 +59,261 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'events.db').resolve()}"
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name} must be > 0")
-    return value
+# -- parsers: each takes the raw text and returns the value, or raises ValueError(expected) ---
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _text(raw: str) -> str:
+    return raw
+
+
+def _positive_int(raw: str) -> int:
     try:
         value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    except ValueError:
+        raise ValueError("an integer > 0") from None
     if value <= 0:
-        raise ConfigError(f"{name} must be > 0")
+        raise ValueError("an integer > 0")
     return value
 
 
-def _public_key(env: Mapping[str, str]) -> str | None:
-    """EVENTSAPI_JWT_PUBLIC_KEY holds PEM text, or the path of a PEM file."""
-    raw = env.get("EVENTSAPI_JWT_PUBLIC_KEY") or None
-    if raw is None or "-----BEGIN" in raw:
-        return raw
+def _port(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 65535:
+        raise ValueError("a port number (1-65535)")
+    return value
+
+
+def _seconds(raw: str) -> float:
     try:
-        return Path(raw).read_text()
-    except OSError as exc:
-        raise ConfigError(f"EVENTSAPI_JWT_PUBLIC_KEY: cannot read {raw}: {exc}") from exc
+        value = float(raw)
+    except ValueError:
+        raise ValueError("a number of seconds > 0") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("a number of seconds > 0")
+    return value
+
+
+def _seconds_or_zero(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("a number of seconds >= 0") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("a number of seconds >= 0")
+    return value
+
+
+def _flag(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("1/true/yes/on or 0/false/no/off")
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+def _public_key(raw: str) -> str:
+    """PEM text, or the path of a PEM file; an RSA or P-256 EC public key."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    if "-----BEGIN" not in raw:
+        try:
+            raw = Path(raw).read_text()
+        except OSError as exc:
+            raise ValueError(f"PEM text or a readable PEM file ({exc.strerror})") from None
+    try:
+        key = load_pem_public_key(raw.encode())
+    except ValueError:
+        raise ValueError("a PEM public key (RSA or EC P-256)") from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("an RSA or EC (P-256) public key")
+    return raw
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: the Settings field it fills, its variable, how its text is read, its help."""
+
+    field: str
+    env: str
+    parse: Callable[[str], object]
+    help: str
+    flag: str | None = None  # the `eventsapi serve` option that overrides it
+    default_text: str | None = None  # how the default reads in the docs, when not the field's
+    secret: bool = False
+
+    def default(self) -> str:
+        if self.default_text is not None:
+            return self.default_text
+        value = next(f.default for f in dataclasses.fields(Settings) if f.name == self.field)
+        if value is None or value == () or value == "":
+            return "-"
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "EVENTSAPI_HOST", _text, "bind address", flag="--host"),
+    Setting("port", "EVENTSAPI_PORT", _port, "port", flag="--port"),
+    Setting(
+        "store_url",
+        "EVENTSAPI_STORE",
+        _text,
+        "store URL: sqlite:///PATH, influxql://HOST:PORT/DB or influxdb2://HOST:PORT?org=O&bucket=B",
+        flag="--store",
+        default_text="SQLite in the data dir",
+    ),
+    Setting(
+        "data_dir", "EVENTSAPI_DATA_DIR", _path, "SQLite file and generated JWT secret", default_text="./eventsapi-data"
+    ),
+    Setting(
+        "jwt_secret",
+        "EVENTSAPI_JWT_SECRET",
+        _text,
+        "HS256 secret",
+        default_text="generated in the data dir",
+        secret=True,
+    ),
+    Setting(
+        "jwt_public_key",
+        "EVENTSAPI_JWT_PUBLIC_KEY",
+        _public_key,
+        "PEM text or path: RS256 (RSA key) or ES256 (P-256 key)",
+    ),
+    Setting("jwks_url", "EVENTSAPI_JWKS_URL", _text, "JWKS endpoint (RS256/ES256, keys chosen by `kid`, cached 5 min)"),
+    Setting(
+        "jwks_cooldown",
+        "EVENTSAPI_JWKS_COOLDOWN",
+        _seconds_or_zero,
+        "seconds between JWKS refetches triggered by an unknown `kid` (key rotation)",
+    ),
+    Setting("jwt_audience", "EVENTSAPI_JWT_AUDIENCE", _text, "required `aud` when set"),
+    Setting("jwt_issuer", "EVENTSAPI_JWT_ISSUER", _text, "required `iss` when set"),
+    Setting(
+        "jwt_leeway", "EVENTSAPI_JWT_LEEWAY", _seconds_or_zero, "seconds of clock skew allowed on `exp`/`nbf`/`iat`"
+    ),
+    Setting(
+        "jwt_max_lifetime",
+        "EVENTSAPI_JWT_MAX_LIFETIME",
+        _seconds,
+        "the longest lifetime (`exp` - `iat`, or `exp` - now) a token may claim, in seconds (30 days); "
+        "`eventsapi token --ttl` obeys it too",
+    ),
+    Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
+    Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),
+    Setting(
+        "keepalive_timeout",
+        "EVENTSAPI_KEEPALIVE_TIMEOUT",
+        _seconds,
+        "seconds an idle connection, or one that never completes its request head, stays open",
+    ),
+    Setting("read_timeout", "EVENTSAPI_READ_TIMEOUT", _seconds, "seconds to receive a request body before 408"),
+    Setting(
+        "max_body_bytes", "EVENTSAPI_MAX_BODY_BYTES", _positive_int, "request body limit (after gzip inflation) → 413"
+    ),
+    Setting("max_events", "EVENTSAPI_MAX_EVENTS", _positive_int, "events per ingest request → 413"),
+    Setting(
+        "max_names_per_bucket",
+        "EVENTSAPI_MAX_NAMES_PER_BUCKET",
+        _positive_int,
+        "distinct event names one bucket may hold; an event that would add one more is rejected on its own "
+        "(docs/influx.md: the engine setting this protects)",
+    ),
+    Setting("max_apps_per_bucket", "EVENTSAPI_MAX_APPS_PER_BUCKET", _positive_int, "likewise for apps"),
+    Setting("max_servers_per_bucket", "EVENTSAPI_MAX_SERVERS_PER_BUCKET", _positive_int, "likewise for servers"),
+    Setting(
+        "heavy_budget",
+        "EVENTSAPI_HEAVY_BUDGET",
+        _positive_int,
+        "heavy read work one process does at once, in units: a histogram costs one per window, a retrieve page "
+        "100 per row of its `limit` (so 4 maximal histograms, or 40 default pages, run together)",
+    ),
+    Setting(
+        "heavy_wait",
+        "EVENTSAPI_HEAVY_WAIT",
+        _seconds,
+        "seconds a read waits for that budget before 503 + `Retry-After`",
+    ),
+    Setting("influx_token", "EVENTSAPI_INFLUXDB_TOKEN", _text, "InfluxDB token (never logged)", secret=True),
+    Setting("influx_username", "EVENTSAPI_INFLUXDB_USERNAME", _text, "InfluxDB 1.x user"),
+    Setting(
+        "influx_password", "EVENTSAPI_INFLUXDB_PASSWORD", _text, "InfluxDB 1.x password (never logged)", secret=True
+    ),
+    Setting("access_log", "EVENTSAPI_ACCESS_LOG", _flag, "`0` turns the JSON access log off"),
+    Setting("shutdown_timeout", "EVENTSAPI_SHUTDOWN_TIMEOUT", _seconds, "seconds SIGTERM waits for in-flight requests"),
+)
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (the README's configuration table)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = s.default()
+        default = default if default in ("-",) or " " in default else f"`{default}`"
+        meaning = s.help + (f" (`{s.flag}`)" if s.flag else "")
+        rows.append(f"| `{s.env}` | {default} | {meaning} |")
+    return "\n".join(rows) + "\n"
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Settings from the environment, then command-line overrides that are not None."""
     env = os.environ if env is None else env
-    origins = tuple(o.strip() for o in env.get("EVENTSAPI_CORS_ORIGINS", "").split(",") if o.strip())
-    settings = Settings(
-        host=env.get("EVENTSAPI_HOST", "127.0.0.1"),
-        port=_int(env, "EVENTSAPI_PORT", 8080),
-        store_url=env.get("EVENTSAPI_STORE", ""),
-        data_dir=Path(env.get("EVENTSAPI_DATA_DIR", DEFAULT_DATA_DIR)),
-        jwt_secret=env.get("EVENTSAPI_JWT_SECRET") or None,
-        jwt_public_key=_public_key(env),
-        jwks_url=env.get("EVENTSAPI_JWKS_URL") or None,
-        jwt_audience=env.get("EVENTSAPI_JWT_AUDIENCE") or None,
-        jwt_issuer=env.get("EVENTSAPI_JWT_ISSUER") or None,
-        jwt_leeway=float(env.get("EVENTSAPI_JWT_LEEWAY", "30") or 0),
-        jwks_cooldown=float(env.get("EVENTSAPI_JWKS_COOLDOWN", "30") or 0),
-        jwt_max_lifetime=_float(env, "EVENTSAPI_JWT_MAX_LIFETIME", 30 * 86400.0),
-        cors_origins=origins,
-        store_timeout=_float(env, "EVENTSAPI_STORE_TIMEOUT", 10.0),
-        read_timeout=_float(env, "EVENTSAPI_READ_TIMEOUT", 30.0),
-        keepalive_timeout=_float(env, "EVENTSAPI_KEEPALIVE_TIMEOUT", 75.0),
-        max_body_bytes=_int(env, "EVENTSAPI_MAX_BODY_BYTES", 10 * 1024 * 1024),
-        max_events=_int(env, "EVENTSAPI_MAX_EVENTS", 10_000),
-        heavy_budget=_int(env, "EVENTSAPI_HEAVY_BUDGET", 400_000),
-        max_names_per_bucket=_int(env, "EVENTSAPI_MAX_NAMES_PER_BUCKET", 10_000),
-        max_apps_per_bucket=_int(env, "EVENTSAPI_MAX_APPS_PER_BUCKET", 1_000),
-        max_servers_per_bucket=_int(env, "EVENTSAPI_MAX_SERVERS_PER_BUCKET", 1_000),
-        heavy_wait=_float(env, "EVENTSAPI_HEAVY_WAIT", 5.0),
-        influx_token=env.get("EVENTSAPI_INFLUXDB_TOKEN") or None,
-        influx_username=env.get("EVENTSAPI_INFLUXDB_USERNAME") or None,
-        influx_password=env.get("EVENTSAPI_INFLUXDB_PASSWORD") or None,
-        access_log=env.get("EVENTSAPI_ACCESS_LOG", "1") not in ("0", "false", "no"),
-        shutdown_timeout=_float(env, "EVENTSAPI_SHUTDOWN_TIMEOUT", 30.0),
-    )
-    given = {k: v for k, v in overrides.items() if v is not None}
-    settings = replace(settings, **given)  # type: ignore[arg-type]
+    values: dict[str, object] = {}
+    for s in SETTINGS:
+        raw = env.get(s.env)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[s.field] = s.parse(raw)
+        except ValueError as exc:
+            shown = "(hidden)" if s.secret else repr(raw if len(raw) <= 80 else raw[:77] + "...")
+            raise ConfigError(f"{s.env}={shown}: expected {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = replace(Settings(), **values)  # type: ignore[arg-type]
     if sum(x is not None for x in (settings.jwt_secret, settings.jwt_public_key, settings.jwks_url)) > 1:
         raise ConfigError("set only one of EVENTSAPI_JWT_SECRET, EVENTSAPI_JWT_PUBLIC_KEY, EVENTSAPI_JWKS_URL")
     return settings
 
 
-def ensure_secret(settings: Settings) -> tuple[Settings, bool]:
+def ensure_secret(settings: Settings) -> tuple[Settings, str]:
     """Give an HS256 secret to settings that have no key at all.
 
     The secret is generated once and kept in the data dir (mode 0600), so that `serve` and
-    `token` run from the same working directory agree. Returns (settings, created).
+    `token` run from the same working directory agree. Returns (settings, where the key came
+    from: "configured", "generated" or "file").
     """
     if settings.jwt_secret or settings.jwt_public_key or settings.jwks_url:
-        return settings, False
+        return settings, "configured"
     path = settings.data_dir / SECRET_FILE
-    created = False
+    source = "file"
     if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass  # another process won the race; read its secret
+        except OSError as exc:
+            raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
         else:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
-            created = True
-    secret = path.read_text().strip()
+            source = "generated"
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     if not secret:
         raise ConfigError(f"{path} is empty")
-    return replace(settings, jwt_secret=secret), created
+    return replace(settings, jwt_secret=secret), source
