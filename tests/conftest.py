@@ -4,146 +4,30 @@ OpenAPI check applied to every response the tests receive."""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import jwt
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
 
 from eventsapi.app import create_app
 from eventsapi.config import Settings
-from eventsapi.openapi import openapi_document
 from eventsapi.stores import open_store
 from eventsapi.stores.base import Store
-from influxd import InfluxD, start_influxd
-
-SECRET = "test-secret-test-secret-test-secret-0123456789"
-ALL_SCOPES = "events:read events:write events:delete"
+from support import SECRET, Api
+from support.influxd import InfluxD, start_influxd
 
 
-def make_token(
-    buckets: list[str] | None = None,
-    scope: str = ALL_SCOPES,
-    *,
-    secret: str = SECRET,
-    ttl: int = 3600,
-    **claims: Any,
-) -> str:
-    now = int(time.time())
-    payload: dict[str, Any] = {
-        "sub": "tester",
-        "buckets": buckets if buckets is not None else ["*"],
-        "scope": scope,
-        "iat": now,
-        "exp": now + ttl,
-    }
-    payload.update(claims)
-    payload = {k: v for k, v in payload.items() if v is not None}
-    return jwt.encode(payload, secret, algorithm="HS256")
-
-
-# -- OpenAPI response checking --------------------------------------------------------------
-
-_DOC = openapi_document()
-_REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(_DOC))
-
-
-def _operation(method: str, path: str) -> dict[str, Any] | None:
-    parts = path.split("/")
-    for template, item in _DOC["paths"].items():
-        tparts = template.split("/")
-        if len(tparts) == len(parts) and all(
-            t == p or (t.startswith("{") and t.endswith("}")) for t, p in zip(tparts, parts, strict=True)
-        ):
-            return item.get(method.lower())  # type: ignore[no-any-return]
-    return None
-
-
-async def check_against_openapi(method: str, path: str, resp: ClientResponse) -> None:
-    """Every documented route's response must have a documented status, content type and
-    a body that validates against the document's schema."""
-    op = _operation(method, path)
-    if op is None:
-        # Unknown routes answer 404 problem+json.
-        if resp.status in (404, 405):
-            assert resp.content_type == "application/problem+json"
-        return
-    status = str(resp.status)
-    assert status in op["responses"], f"{method} {path} answered undocumented {status}"
-    spec = op["responses"][status]
-    content = spec.get("content", {})
-    if not content:
-        return
-    assert resp.content_type in content, f"{method} {path} {status}: content type {resp.content_type}"
-    if resp.content_type.endswith("json"):
-        schema = content[resp.content_type]["schema"]
-        body = await resp.json(content_type=None)
-        validator = jsonschema.Draft202012Validator(_rewrite_refs(schema), registry=_REGISTRY)
-        validator.validate(body)
-
-
-def _rewrite_refs(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: ("urn:openapi" + v if k == "$ref" and v.startswith("#") else _rewrite_refs(v)) for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite_refs(v) for v in node]
-    return node
-
-
-class Api:
-    """A test client bound to one app, with the token helpers the suite needs."""
-
-    def __init__(self, client: TestClient[Any, Any], kind: str) -> None:
-        self.client = client
-        self.kind = kind
-        self.token = make_token()
-
-    def auth(self, token: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token or self.token}"}
-
-    async def request(self, method: str, path: str, **kw: Any) -> ClientResponse:
-        headers = kw.pop("headers", None)
-        if headers is None:
-            headers = self.auth()
-        resp = await self.client.request(method, path, headers=headers, **kw)
-        await resp.read()
-        await check_against_openapi(method, path, resp)
-        return resp
-
-    async def ingest(self, bucket: str, events: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-        resp = await self.request("POST", f"/api/bucket/{bucket}/data/events/ingest", json=events, **kw)
-        assert resp.status == 200, await resp.text()
-        return await resp.json()  # type: ignore[no-any-return]
-
-    async def retrieve(self, bucket: str, **body: Any) -> tuple[list[dict[str, Any]], str | None]:
-        resp = await self.request("POST", f"/api/bucket/{bucket}/data/events", json=body)
-        assert resp.status == 200, await resp.text()
-        return await resp.json(), resp.headers.get("X-Next-Cursor")
-
-    async def stats(self, bucket: str, **body: Any) -> list[list[int]]:
-        resp = await self.request("POST", f"/api/bucket/{bucket}/data/events/stats", json=body)
-        assert resp.status == 200, await resp.text()
-        return await resp.json()  # type: ignore[no-any-return]
-
-    async def keys(self, bucket: str) -> list[dict[str, Any]]:
-        resp = await self.request("GET", f"/api/bucket/{bucket}/data/eventsKeysByApp")
-        assert resp.status == 200, await resp.text()
-        return await resp.json()  # type: ignore[no-any-return]
-
-    async def delete_all(self, bucket: str) -> None:
-        resp = await self.request("DELETE", f"/api/bucket/{bucket}/data/events/delete_all")
-        assert resp.status == 200, await resp.text()
-        assert await resp.json() == {"bucket_id": bucket, "deleted": True}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that runs against a real influxd (`-m "not influxd"` skips them)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if {"influxd", "own_influxd"} & set(getattr(item, "fixturenames", ())) or params.get(
+            "store_kind"
+        ) == "influxql":
+            item.add_marker(pytest.mark.influxd)
 
 
 # -- stores -----------------------------------------------------------------------------------

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service import Service
+import pytest
+
+from support.service import Service
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_smoke(tmp_path: Path) -> None:

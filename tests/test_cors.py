@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings, load_settings
 from eventsapi.stores.sqlite import SQLiteStore
+from support import make_token
 
 
 async def _client(settings: Settings, tmp_path: Path) -> TestClient[Any, Any]:

@@ -24,12 +24,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings
 from eventsapi.stores import open_store
 from eventsapi.stores.base import group_by_app
-from test_conformance import HOSTILE
+from support import HOSTILE, make_token
+
+pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("EVENTSAPI_DIFF_SEED", "20261129"))
 EVENTS = int(os.environ.get("EVENTSAPI_DIFF_EVENTS", "6000"))

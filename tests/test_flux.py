@@ -4,11 +4,6 @@ semantically valid, and hostile values stay string literals that never change th
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,24 +11,12 @@ import pytest
 from eventsapi.stores import flux
 from eventsapi.stores.lineprotocol import encode_tag
 from eventsapi.values import EventQuery, StatsQuery
-from test_conformance import HOSTILE
+from support import HOSTILE
+from support.flux import run_libflux, shape, string_literals
 
-CHECKER = Path(__file__).parent / "flux" / "check.mjs"
-PACKAGE = Path(__file__).parent / "flux" / "node_modules" / "@influxdata" / "flux-lsp-browser"
 NOW_NS = 1_790_000_000_123_456_789
 VALUES = ["plain", *HOSTILE, "${", "|>", "\\${x}", '\\"', "a\\"]
 TZS = ["UTC", "Europe/Paris", "Asia/Kolkata", "America/Argentina/Buenos_Aires"]
-
-
-def run_libflux(texts: list[str]) -> list[dict[str, Any]]:
-    if shutil.which("node") is None or not PACKAGE.exists():
-        if os.environ.get("CI"):
-            pytest.fail("node and tests/flux/node_modules are required in CI (scripts/test.sh installs them)")
-        pytest.skip("Flux front end not installed: (cd tests/flux && npm ci)")
-    out = subprocess.run(
-        ["node", str(CHECKER)], input=json.dumps(texts).encode(), capture_output=True, check=True, timeout=300
-    )
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 def all_texts(value: str, store_bucket: str = "events") -> list[str]:
@@ -57,26 +40,6 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))
     return texts
-
-
-def shape(node: Any) -> Any:
-    """The AST with string-literal values blanked and source locations dropped."""
-    if isinstance(node, dict):
-        if node.get("type") == "StringLiteral":
-            return {"type": "StringLiteral"}
-        return {k: shape(v) for k, v in node.items() if k not in ("location", "source")}
-    if isinstance(node, list):
-        return [shape(v) for v in node]
-    return node
-
-
-def string_literals(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        found = [node["value"]] if node.get("type") == "StringLiteral" else []
-        return found + [s for v in node.values() for s in string_literals(v)]
-    if isinstance(node, list):
-        return [s for v in node for s in string_literals(v)]
-    return []
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,9 @@ from hypothesis import settings as hsettings
 from schemathesis import checks
 
 from eventsapi.openapi import openapi_document
-from service import Service
+from support.service import Service
+
+pytestmark = pytest.mark.slow
 
 
 @schemathesis.serializer("application/x-ndjson")

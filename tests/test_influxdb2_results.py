@@ -29,7 +29,7 @@ from eventsapi.stores.influxdb2 import InfluxDB2Store
 from eventsapi.stores.lineprotocol import encode_tag
 from eventsapi.validation import StatsRequest
 from eventsapi.values import EventQuery
-from test_conformance import HOSTILE
+from support import HOSTILE
 
 Column = tuple[str, str, bool]  # name, datatype, part of the group key
 

@@ -13,13 +13,12 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings
 from eventsapi.stores import open_store
 from eventsapi.stores.lineprotocol import encode_tag
-from test_conformance import HOSTILE
-from test_flux import run_libflux, string_literals
+from support import HOSTILE, make_token
+from support.flux import run_libflux, string_literals
 
 
 def structure(node: Any) -> Any:

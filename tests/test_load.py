@@ -13,7 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service import Service
+from support.service import Service
+
+pytestmark = pytest.mark.slow
 
 DURATION = 6.0
 READERS = 200
@@ -25,8 +27,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
     svc.start()
     yield svc
-    if svc.proc is not None and svc.proc.poll() is None:
-        svc.stop()
+    svc.close()
 
 
 async def test_readers_and_producers(service: Service) -> None:

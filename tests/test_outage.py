@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import make_token
 from eventsapi.app import create_app
 from eventsapi.config import Settings
 from eventsapi.stores import open_store
-from influxd import InfluxD, start_influxd
+from support import make_token
+from support.influxd import InfluxD, start_influxd
 
 EVENT = {"event_name": "e", "app_name": "a"}
 

@@ -15,16 +15,16 @@ from typing import Any
 import jwt
 import pytest
 
-from service import Service
+from support.service import Service
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path)
     yield svc
-    if svc.proc is not None and svc.proc.poll() is None:
-        svc.proc.kill()
-        svc.proc.wait()
+    svc.close()
 
 
 def test_fresh_directory_serve_token_restart(service: Service, tmp_path: Path) -> None:
@@ -96,7 +96,6 @@ def test_sigterm_finishes_in_flight_ingest(service: Service) -> None:
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"accepted": 10_000, "rejected": []}
     assert service.proc.wait(30) == 0
-    service.log.close()
     service.start()
     _, counts, _ = service.call(
         "POST", "/api/bucket/b/data/events/stats", {"event_name": "e", "days": 1, "interval": "day"}, token

@@ -20,9 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import ALL_SCOPES
 from eventsapi.app import create_app
 from eventsapi.config import Settings
+from support import ALL_SCOPES
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_KEY_2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -30,7 +30,7 @@ EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 def pem(key: Any) -> str:
-    return (
+    return str(
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
@@ -135,6 +135,7 @@ async def test_audience_and_issuer(settings: Settings, tmp_path: Path) -> None:
     client = await client_for(s, tmp_path)
     try:
         secret = s.jwt_secret
+        assert secret is not None
         ok = claims(aud="eventsapi", iss="https://issuer.example")
         assert await status(client, jwt.encode(ok, secret, algorithm="HS256")) == 200
         for bad in (
@@ -192,7 +193,7 @@ async def test_jwks_with_rotation_and_unknown_kid(settings: Settings, tmp_path: 
 
 
 async def test_jwks_endpoint_down_is_401_not_500(settings: Settings, tmp_path: Path) -> None:
-    from influxd import free_port
+    from support.influxd import free_port
 
     client = await client_for(
         replace(settings, jwt_secret=None, jwks_url=f"http://127.0.0.1:{free_port()}/jwks.json"), tmp_path

@@ -26,11 +26,11 @@ from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.validation import parse_ingest
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
-from test_conformance import HOSTILE
+from support import HOSTILE
 
 
-def ms(*args: int, tz: str = "UTC") -> int:
-    return int(datetime(*args, tzinfo=ZoneInfo(tz)).timestamp() * 1000)  # type: ignore[misc]
+def ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0, tz: str = "UTC") -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz)).timestamp() * 1000)
 
 
 # -- windows ------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from influxd import free_port
+from support.influxd import free_port
 
 
 class Service:
@@ -24,8 +24,11 @@ class Service:
         self.env.update(env or {})
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] | None = None
 
     def start(self) -> None:
+        if self.log is not None:  # a restart: the earlier process's log is done
+            self.log.close()
         self.log = open(self.cwd / f"serve-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "eventsapi", "serve", "--port", str(self.port), *self.extra],
@@ -77,5 +80,13 @@ class Service:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(30)
-        self.log.close()
+        self.close()
         return code
+
+    def close(self) -> None:
+        """Stop the process if it still runs, and release its log file either way."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        if self.log is not None:
+            self.log.close()

@@ -10,7 +10,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 CONFIG = """\
 reporting-disabled = true
@@ -50,6 +50,7 @@ class InfluxD:
     port: int
     rpc_port: int
     proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -58,8 +59,8 @@ class InfluxD:
     def start(self, timeout: float = 30.0) -> None:
         conf = self.dir / "influxdb.conf"
         conf.write_text(CONFIG.format(dir=self.dir, port=self.port, rpc_port=self.rpc_port))
-        log = open(self.dir / "influxd.log", "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        self.log = open(self.dir / "influxd.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -80,6 +81,9 @@ class InfluxD:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def query(self, q: str, db: str | None = None) -> Any:
         params = {"q": q, **({"db": db} if db else {})}
