@@ -18,22 +18,8 @@ wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sl
 
 export EVENTSAPI_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnop EVENTSAPI_ACCESS_LOG=0
 if [ "$MODE" = influxql ]; then
-  IPORT=$(port); RPORT=$(port)
-  cat > "$WORK/influxdb.conf" <<CONF
-reporting-disabled = true
-bind-address = "127.0.0.1:$RPORT"
-[meta]
-  dir = "$WORK/meta"
-[data]
-  dir = "$WORK/data"
-  wal-dir = "$WORK/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:$IPORT"
-  log-enabled = false
-CONF
+  # The same throw-away configuration the tests use (free loopback ports, own data dir).
+  IPORT=$(.venv/bin/python tests/support/influxd.py "$WORK")
   influxd -config "$WORK/influxdb.conf" > "$WORK/influxd.log" 2>&1 & PIDS+=($!)
   wait_http "http://127.0.0.1:$IPORT/ping"
   for db in service engine; do curl -fs -XPOST "http://127.0.0.1:$IPORT/query" --data-urlencode "q=CREATE DATABASE $db" >/dev/null; done

@@ -78,3 +78,16 @@ def test_kubernetes_probes_point_at_real_routes() -> None:
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert {"/healthz", "/readyz"} <= paths
     assert kinds["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_relative_links_in_the_docs_resolve_inside_the_clone() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deploy/README.md"]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            resolved = (page.parent / target).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []

@@ -96,8 +96,13 @@ async def check_against_openapi(method: str, path: str, resp: ClientResponse) ->
     if resp.content_type.endswith("json"):
         schema = content[resp.content_type]["schema"]
         body = await resp.json(content_type=None)
-        validator = jsonschema.Draft202012Validator(_rewrite_refs(schema), registry=_REGISTRY)
+        validator = document_validator(schema)
         validator.validate(body)
+
+
+def document_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator for a schema taken from the OpenAPI document (its $refs resolve there)."""
+    return jsonschema.Draft202012Validator(_rewrite_refs(schema), registry=_REGISTRY)
 
 
 def _rewrite_refs(node: Any) -> Any:

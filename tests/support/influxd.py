@@ -56,9 +56,13 @@ class InfluxD:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def write_config(self) -> Path:
         conf = self.dir / "influxdb.conf"
         conf.write_text(CONFIG.format(dir=self.dir, port=self.port, rpc_port=self.rpc_port))
+        return conf
+
+    def start(self, timeout: float = 30.0) -> None:
+        conf = self.write_config()
         self.log = open(self.dir / "influxd.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -99,3 +103,14 @@ def start_influxd(base: Path) -> InfluxD | None:
     server = InfluxD(base, free_port(), free_port())
     server.start()
     return server
+
+
+if __name__ == "__main__":
+    # scripts/bench.sh: `python tests/support/influxd.py DIR` writes DIR/influxdb.conf for a
+    # throw-away influxd on free loopback ports and prints its HTTP port.
+    import sys
+
+    base = Path(sys.argv[1])
+    server = InfluxD(base, free_port(), free_port())
+    server.write_config()
+    print(server.port)
