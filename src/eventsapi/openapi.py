@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from eventsapi import __version__, wire
+from eventsapi.limits import BUCKET_PATTERN
 from eventsapi.values import StoredEvent
 
 
@@ -46,7 +47,7 @@ _BUCKET_PARAM = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+    "schema": {"type": "string", "pattern": BUCKET_PATTERN},
 }
 
 

@@ -16,12 +16,12 @@ import msgspec
 
 from eventsapi import wire
 from eventsapi.cursor import BadCursor, decode_cursor
-from eventsapi.limits import FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
+from eventsapi.limits import BUCKET_PATTERN, FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import STEP_MS, TooManyWindows, window_starts
 
-BUCKET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+BUCKET_RE = re.compile(BUCKET_PATTERN)
 # Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 INTERVALS = ("minute", "hour", "day")
