@@ -450,6 +450,29 @@ async def test_per_bucket_cardinality_limits(make_api: ApiFactory, store_setting
     assert res == {"accepted": 3, "rejected": []}
 
 
+async def test_rate_limits_per_token_subject(make_api: ApiFactory, store_settings: Any, bucket: str) -> None:
+    from dataclasses import replace
+
+    from eventsapi.ratelimit import parse_limits
+
+    api = await make_api(replace(store_settings, rate_limits=parse_limits("read=1/h:3")))
+    noisy, quiet = api.auth(make_token(sub="noisy")), api.auth(make_token(sub="quiet"))
+    path = f"/api/bucket/{bucket}/data/eventsKeysByApp"
+    for left in (2, 1, 0):
+        r = await api.request("GET", path, headers=noisy)
+        assert r.status == 200
+        assert r.headers["RateLimit-Policy"] == '"read";q=3;w=3600'
+        assert r.headers["RateLimit"].startswith(f'"read";r={left};')
+    r = await api.request("GET", path, headers=noisy)
+    assert r.status == 429 and r.content_type == "application/problem+json"
+    assert r.headers["Retry-After"] == "3600"  # one request an hour comes back
+    # Another subject is not slowed, nor are the noisy token's writes (another class).
+    assert (await api.request("GET", path, headers=quiet)).status == 200
+    assert (await api.ingest(bucket, [ev()], headers=noisy))["accepted"] == 1
+    metrics = await (await api.request("GET", "/metrics", headers={})).text()
+    assert 'eventsapi_rate_limited_total{class="read"} 1.0' in metrics
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

@@ -326,3 +326,37 @@ async def test_admission_queues_in_order_and_times_out_with_503() -> None:
     release.set()
     await asyncio.gather(holder, oversized)
     assert adm.in_use == 0
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+
+def test_rate_limit_spec_parsing() -> None:
+    from eventsapi.ratelimit import Limit, parse_limits
+
+    assert parse_limits("read=50/s, write=500/s,delete=1/m:5") == {
+        "read": Limit(50, 1, 50),
+        "write": Limit(500, 1, 500),
+        "delete": Limit(1, 60, 5),
+    }
+    for bad in ("read=50", "fetch=1/s", "read=0/s", "read=1/d", "read=-1/s"):
+        with pytest.raises(ValueError):
+            parse_limits(bad)
+
+
+def test_token_bucket_per_subject_and_bucket() -> None:
+    from eventsapi.ratelimit import Limit, RateLimiter
+
+    rl = RateLimiter({"delete": Limit(1, 60, 2)})
+    assert rl.check("a", "b1", "read", now=0) is None  # unlimited class
+    first, second, third = (rl.check("a", "b1", "delete", now=0) for _ in range(3))
+    assert first and second and third
+    assert first.allowed and second.allowed and not third.allowed
+    assert third.headers["Retry-After"] == "60"
+    assert third.headers["RateLimit-Policy"] == '"delete";q=2;w=60'
+    assert first.headers["RateLimit"] == '"delete";r=1;t=60'
+    # Another subject, or another bucket, has its own allowance.
+    assert rl.check("z", "b1", "delete", now=0).allowed  # type: ignore[union-attr]
+    assert rl.check("a", "b2", "delete", now=0).allowed  # type: ignore[union-attr]
+    # A token comes back after a minute.
+    assert rl.check("a", "b1", "delete", now=61).allowed  # type: ignore[union-attr]

@@ -27,6 +27,7 @@ from eventsapi.cursor import encode_cursor
 from eventsapi.observability import Metrics, route_name
 from eventsapi.openapi import openapi_document
 from eventsapi.problems import Problem, problem_response
+from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores import open_store
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
 from eventsapi.validation import (
@@ -46,6 +47,8 @@ AUTH = web.AppKey("auth", Authenticator)
 METRICS = web.AppKey("metrics", Metrics)
 ADMISSION = web.AppKey("admission", Admission)
 GUARD = web.AppKey("guard", CardinalityGuard)
+RATE = web.AppKey("rate", RateLimiter)
+RATE_HEADERS = web.RequestKey("rate_headers", dict)
 RETRY_AFTER = "5"
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
@@ -104,11 +107,21 @@ async def _store_call(request: web.Request, coro: Awaitable[T]) -> T:
         raise StoreUnavailable("store timed out") from None
 
 
+_CLASS_OF_SCOPE = {"events:read": "read", "events:write": "write", "events:delete": "delete"}
+
+
 async def _authorize(request: web.Request, scope: str) -> str:
     bucket = request.match_info["id"]
     principal: Principal = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
     check_bucket(bucket)
     principal.require(bucket, scope)
+    cls = _CLASS_OF_SCOPE[scope]
+    decision = request.app[RATE].check(principal.sub, bucket, cls)
+    if decision is not None:
+        if not decision.allowed:
+            request.app[METRICS].rate_limited.labels(cls).inc()
+            raise Problem(429, f"over the {cls} rate limit of this token for this bucket", headers=decision.headers)
+        request[RATE_HEADERS] = decision.headers
     return bucket
 
 
@@ -237,6 +250,9 @@ async def openapi(request: web.Request) -> web.Response:
 async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
     # aiohttp would announce its own and Python's versions; name the service only.
     response.headers["Server"] = "eventsapi"
+    rate = request.get(RATE_HEADERS)
+    if rate:
+        response.headers.update(rate)
 
 
 # -- factory -------------------------------------------------------------------------------
@@ -249,6 +265,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[AUTH] = Authenticator(settings)
     app[METRICS] = Metrics()
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
+    app[RATE] = RateLimiter(settings.rate_limits)
     app.on_response_prepare.append(_server_header)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -282,7 +299,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     if settings.cors_origins:
         options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
             allow_credentials=False,
-            expose_headers=("X-Next-Cursor", "Retry-After"),
+            expose_headers=("X-Next-Cursor", "Retry-After", "RateLimit", "RateLimit-Policy"),
             allow_headers=("Authorization", "Content-Type", "Content-Encoding"),
             max_age=600,
         )

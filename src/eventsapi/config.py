@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from eventsapi.ratelimit import Limit, parse_limits
+
 DEFAULT_DATA_DIR = "eventsapi-data"
 SECRET_FILE = "jwt-secret"
 
@@ -47,6 +49,7 @@ class Settings:
     max_servers_per_bucket: int = 1_000
     heavy_budget: int = 400_000
     heavy_wait: float = 5.0
+    rate_limits: dict[str, Limit] = field(default_factory=dict)
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -245,6 +248,14 @@ SETTINGS: tuple[Setting, ...] = (
         "EVENTSAPI_HEAVY_WAIT",
         _seconds,
         "seconds a read waits for that budget before 503 + `Retry-After`",
+    ),
+    Setting(
+        "rate_limits",
+        "EVENTSAPI_RATE_LIMITS",
+        parse_limits,
+        "requests per token subject and bucket, per process: `read=50/s,write=500/s,delete=1/m:5` "
+        "(CLASS=N/s|m|h, `:BURST` optional, default one unit's worth); past it 429 + `Retry-After`",
+        default_text="no limits",
     ),
     Setting("influx_token", "EVENTSAPI_INFLUXDB_TOKEN", _text, "InfluxDB token (never logged)", secret=True),
     Setting("influx_username", "EVENTSAPI_INFLUXDB_USERNAME", _text, "InfluxDB 1.x user"),

@@ -31,6 +31,12 @@ class Metrics:
         )
         self.ingested = Counter("eventsapi_events_ingested_total", "Events accepted by ingest", registry=self.registry)
         self.rejected = Counter("eventsapi_events_rejected_total", "Events rejected by ingest", registry=self.registry)
+        self.rate_limited = Counter(
+            "eventsapi_rate_limited_total",
+            "Requests refused by EVENTSAPI_RATE_LIMITS",
+            ["class"],
+            registry=self.registry,
+        )
         self.store_errors = Counter(
             "eventsapi_store_errors_total",
             "Store operations that failed or timed out",

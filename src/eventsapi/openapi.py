@@ -27,6 +27,7 @@ def _auth_errors() -> dict[str, Any]:
         "400": _problem("Invalid bucket id or parameters"),
         "401": _problem("Missing, malformed, expired or badly signed token"),
         "403": _problem("Token lacks the bucket or the scope"),
+        "429": _problem("Over the token's rate limit (EVENTSAPI_RATE_LIMITS)", retry_after=True),
         "500": _problem("Unexpected error"),
         "503": _problem("Store unavailable, or too much heavy read work at once", retry_after=True),
     }

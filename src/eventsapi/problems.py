@@ -18,6 +18,7 @@ _TITLES = {
     408: "Request Timeout",
     413: "Content Too Large",
     415: "Unsupported Media Type",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     501: "Not Implemented",
     503: "Service Unavailable",
