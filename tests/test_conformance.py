@@ -473,6 +473,58 @@ async def test_rate_limits_per_token_subject(make_api: ApiFactory, store_setting
     assert 'eventsapi_rate_limited_total{class="read"} 1.0' in metrics
 
 
+async def scoped_delete(api: Api, bucket: str, body: Any = None) -> dict[str, Any]:
+    kw = {} if body is None else {"json": body}
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/delete", **kw)
+    assert resp.status == 200, await resp.text()
+    answer: dict[str, Any] = await resp.json()
+    assert answer["bucket_id"] == bucket and answer["deleted"] is True
+    return answer
+
+
+async def test_scoped_delete_removes_exactly_what_it_names(api: Api, bucket: str) -> None:
+    t = now_ms() - 3_600_000
+    other = bucket + "-other"
+    h = HOSTILE[10]  # '") |> yield() //'
+    events = [
+        ev(name=h, app="a1", server="s1", at=t, id="1"),
+        ev(name=h, app="a1", server="s2", at=t + 10, id="2"),
+        ev(name=h, app="a2", server="s1", at=t + 20, id="3"),
+        ev(name="keep", app="a1", server="s1", at=t + 10, id="4"),
+        ev(name=h, app="a1", server="", at=t + 30, id="5"),
+    ]
+    await api.ingest(bucket, events)
+    await api.ingest(other, events)
+
+    async def ids(name: str, b: str = bucket) -> list[str]:
+        return sorted(r["id"] for r in (await api.retrieve(b, event_name=name))[0])
+
+    # Name + app + time range: start inclusive, end exclusive.
+    answer = await scoped_delete(api, bucket, {"event_name": h, "app_name": "a1", "start": t, "end": t + 30})
+    assert answer.get("count", 2) == 2
+    assert await ids(h) == ["3", "5"] and await ids("keep") == ["4"]
+    # An empty server name is a filter of its own.
+    await scoped_delete(api, bucket, {"server_name": ""})
+    assert await ids(h) == ["3"]
+    # The last event of (a2, name) goes: eventsKeysByApp shows it at once.
+    await scoped_delete(api, bucket, {"app_name": "a2"})
+    assert await api.keys(bucket) == [{"app_name": "a1", "events": ["keep"]}]
+    # Nothing of the other bucket moved.
+    assert await ids(h, other) == ["1", "2", "3", "5"] and await ids("keep", other) == ["4"]
+    # No filter at all (no body): the whole bucket, like delete_all.
+    await scoped_delete(api, bucket)
+    assert await api.keys(bucket) == [] and len(await api.keys(other)) == 2
+
+
+async def test_scoped_delete_rejects_unknown_filters(api: Api, bucket: str) -> None:
+    for body in ({"event": "x"}, {"start": "not a date"}, {"event_name": ""}, [1]):
+        resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/delete", json=body)
+        assert resp.status == 400
+    read_only = api.auth(make_token([bucket], "events:read events:write"))
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/delete", json={}, headers=read_only)
+    assert resp.status == 403
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

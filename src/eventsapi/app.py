@@ -33,6 +33,7 @@ from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
 from eventsapi.validation import (
     check_bucket,
     loads,
+    parse_delete,
     parse_ingest,
     parse_retrieve,
     parse_stats,
@@ -139,8 +140,11 @@ async def _read_body(request: web.Request) -> bytes:
         ) from None
 
 
-async def _json_body(request: web.Request) -> object:
+async def _json_body(request: web.Request, if_empty: object = None) -> object:
+    """The body as JSON; an empty body is `if_empty` when the route allows one."""
     body = await _read_body(request)
+    if if_empty is not None and not body.strip():
+        return if_empty
     try:
         return loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -223,7 +227,15 @@ async def delete_all(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
     await _store_call(request, request.app[STORE].delete_all(bucket))
     request.app[GUARD].forget(bucket)
-    return _json(wire.Deleted(bucket))
+    return _json(wire.Deleted(bucket, True))
+
+
+async def delete(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:delete")
+    scope = parse_delete(bucket, await _json_body(request, if_empty={}))  # no body: the whole bucket
+    count = await _store_call(request, request.app[STORE].delete(scope))
+    request.app[GUARD].forget(bucket)
+    return _json(wire.Deleted(bucket, True, count))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -291,6 +303,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         app.router.add_post(f"{prefix}/events/stats", stats),
         app.router.add_get(f"{prefix}/eventsKeysByApp", keys_by_app),
         app.router.add_delete(f"{prefix}/events/delete_all", delete_all),
+        app.router.add_post(f"{prefix}/events/delete", delete),
         app.router.add_get("/api/openapi.json", openapi),
     ]
     app.router.add_get("/healthz", healthz)

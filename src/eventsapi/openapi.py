@@ -61,6 +61,7 @@ _SHAPES = (
     wire.RetrieveBody,
     wire.StatsBody,
     wire.AppEvents,
+    wire.DeleteBody,
     wire.Deleted,
 )
 
@@ -190,6 +191,24 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                             _ref(wire.Deleted),
                         ),
                         **_auth_errors(),
+                        "501": _problem("The store cannot delete (e.g. InfluxDB 3)"),
+                    },
+                }
+            },
+            "/api/bucket/{id}/data/events/delete": {
+                "post": {
+                    "summary": "Delete the events of a bucket that match every filter given (none: all)",
+                    "security": security,
+                    "parameters": [_BUCKET_PARAM],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref(wire.DeleteBody)}},
+                    },
+                    "responses": {
+                        "200": _ok("Deleted", _ref(wire.Deleted)),
+                        **_auth_errors(),
+                        "408": _problem("Body not received within EVENTSAPI_READ_TIMEOUT"),
+                        "413": _problem("Body too large"),
                         "501": _problem("The store cannot delete (e.g. InfluxDB 3)"),
                     },
                 }

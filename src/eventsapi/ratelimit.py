@@ -96,4 +96,4 @@ class RateLimiter:
 
 
 def _whole(x: float) -> str:
-    return str(int(x)) if x.is_integer() else str(x)
+    return str(int(x)) if float(x).is_integer() else str(x)

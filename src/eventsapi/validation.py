@@ -18,7 +18,7 @@ from eventsapi import wire
 from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.limits import BUCKET_PATTERN, FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
-from eventsapi.values import EventQuery, NewEvent, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import STEP_MS, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(BUCKET_PATTERN)
@@ -296,6 +296,15 @@ def parse_retrieve(bucket: str, body: object) -> EventQuery:
     if errors:
         raise ValidationProblem(errors)
     return EventQuery(bucket, b.event_name, b.app_name, b.server_name, b.limit, b.offset, start, end, after)
+
+
+def parse_delete(bucket: str, body: object) -> DeleteScope:
+    b = decode_body(body, wire.DeleteBody)
+    errors: list[dict[str, str]] = []
+    start, end = _time(b.start, "start", errors), _time(b.end, "end", errors)
+    if errors:
+        raise ValidationProblem(errors)
+    return DeleteScope(bucket, b.event_name, b.app_name, b.server_name, start, end)
 
 
 @dataclass(frozen=True, slots=True)

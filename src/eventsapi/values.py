@@ -61,3 +61,19 @@ class StatsQuery:
     end: int
     interval: str  # minute | hour | day
     tz: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteScope:
+    """The events of one bucket a scoped delete removes: every filter given must match; none
+    given means the whole bucket. `start` inclusive, `end` exclusive, epoch ms."""
+
+    bucket: str
+    name: str | None = None
+    app: str | None = None
+    server: str | None = None
+    start: int | None = None
+    end: int | None = None
+
+    def is_everything(self) -> bool:
+        return all(v is None for v in (self.name, self.app, self.server, self.start, self.end))

@@ -116,9 +116,20 @@ class AppEvents(msgspec.Struct, frozen=True):
     events: list[str]
 
 
-class Deleted(msgspec.Struct, frozen=True):
+class DeleteBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of POST .../data/events/delete: which events to delete (none given: all)."""
+
+    event_name: Name | None = None
+    app_name: Name | None = None
+    server_name: ServerName | None = None
+    start: Annotated[Time | None, Meta(description="inclusive")] = None
+    end: Annotated[Time | None, Meta(description="exclusive")] = None
+
+
+class Deleted(msgspec.Struct, frozen=True, omit_defaults=True):
     bucket_id: str
-    deleted: Literal[True] = True
+    deleted: Literal[True]
+    count: Annotated[int | None, Meta(description="events removed, where the store can tell cheaply")] = None
 
 
 class FieldError(msgspec.Struct, frozen=True):

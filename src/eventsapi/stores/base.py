@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 
-from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
 
 
 def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -68,3 +68,8 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def delete_all(self, bucket: str) -> None:
         """Delete every event of the bucket and nothing else."""
+
+    @abc.abstractmethod
+    async def delete(self, scope: DeleteScope) -> int | None:
+        """Delete exactly the events of `scope` (a subset of one bucket); how many, if the
+        engine can tell cheaply, else None."""

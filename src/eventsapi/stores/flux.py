@@ -132,7 +132,14 @@ def tag_values_query(store_bucket: str, bucket: str, tag: str, app: str | None =
     )
 
 
-def delete_predicate(bucket: str) -> str:
-    """The delete API's predicate (its own small grammar: double-quoted values)."""
-    value = encode_tag(bucket).replace("\\", "\\\\").replace('"', '\\"')
-    return f'_measurement="{MEASUREMENT}" AND bucket_id="{value}"'
+def delete_predicate(bucket: str, name: str | None = None, app: str | None = None, server: str | None = None) -> str:
+    """The delete API's predicate (its own small grammar: an AND of tag="value")."""
+
+    def quoted(value: str) -> str:
+        return '"' + encode_tag(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    parts = [f'_measurement="{MEASUREMENT}"', f"bucket_id={quoted(bucket)}"]
+    parts += [
+        f"{tag}={quoted(v)}" for tag, v in (("event_name", name), ("app", app), ("server", server)) if v is not None
+    ]
+    return " AND ".join(parts)

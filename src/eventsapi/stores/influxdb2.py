@@ -24,10 +24,11 @@ from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.lineprotocol import TagDecoder, decode_tag, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
+_LAST_NS = int(datetime(2262, 1, 1, tzinfo=UTC).timestamp()) * 10**9  # the delete API's far end
 
 
 class InfluxDB2Store(Store):
@@ -117,17 +118,24 @@ class InfluxDB2Store(Store):
         ]
 
     async def delete_all(self, bucket: str) -> None:
+        await self.delete(DeleteScope(bucket))
+
+    async def delete(self, scope: DeleteScope) -> int | None:
+        # The delete API's range is [start, stop]: stop is inclusive, so end - 1 ns.
+        start = scope.start * 1_000_000 if scope.start is not None else 0
+        stop = scope.end * 1_000_000 - 1 if scope.end is not None else _LAST_NS
         await self._call(
             self._api()
             .delete_api()
             .delete(
-                start=datetime(1970, 1, 1, tzinfo=UTC),
-                stop=datetime(2262, 1, 1, tzinfo=UTC),
-                predicate=flux.delete_predicate(bucket),
+                start=flux.flux_time(start),
+                stop=flux.flux_time(stop),
+                predicate=flux.delete_predicate(scope.bucket, scope.name, scope.app, scope.server),
                 bucket=self.bucket,
                 org=self.org,
             )
         )
+        return None  # the delete API does not say how many points went
 
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
         return await page(query, time.time_ns(), _Rows(self, query))

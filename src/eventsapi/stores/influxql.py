@@ -27,7 +27,7 @@ from eventsapi.stores.base import NotSupported, Store, StoreUnavailable, group_b
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
 from eventsapi.windows import counts_per_window
 
 
@@ -157,11 +157,22 @@ class InfluxQLStore(Store):
         return out
 
     async def delete_all(self, bucket: str) -> None:
+        await self._can_delete()
+        await self.query(*text.drop_query(bucket))
+
+    async def delete(self, scope: DeleteScope) -> int | None:
+        if scope.is_everything():
+            await self.delete_all(scope.bucket)
+            return None
+        await self._can_delete()
+        await self.query(*text.delete_query(scope))
+        return None  # InfluxDB does not say how many points went
+
+    async def _can_delete(self) -> None:
         if self.major_version is None:
             await self.ping()
         if self.major_version is not None and self.major_version >= 3:
             raise NotSupported("InfluxDB 3 cannot delete points; drop the table or let retention expire it")
-        await self.query(*text.drop_query(bucket))
 
     async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
         sets: dict[str, set[str]] = {"event_name": set(), "app": set(), "server": set()}

@@ -9,7 +9,7 @@ written into the text; the zone goes through `quote_string` all the same.
 from __future__ import annotations
 
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
-from eventsapi.values import EventQuery, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, StatsQuery
 
 Params = dict[str, str]
 
@@ -104,6 +104,16 @@ def tag_sets_query(bucket: str) -> tuple[str, Params]:
     """Every event name, app and server of the bucket, from the series index."""
     where, params = _filters(bucket, None, None, None)
     return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY IN ("event_name", "app", "server") WHERE {where}', params
+
+
+def delete_query(scope: DeleteScope) -> tuple[str, Params]:
+    """The points of a scoped delete (tag values as bind parameters, times as integers)."""
+    where, params = _filters(scope.bucket, scope.name, scope.app, scope.server)
+    if scope.start is not None:
+        where += f" AND time >= {int(scope.start) * 1_000_000}"
+    if scope.end is not None:
+        where += f" AND time < {int(scope.end) * 1_000_000}"
+    return f'DELETE FROM "{MEASUREMENT}" WHERE {where}', params
 
 
 def drop_query(bucket: str) -> tuple[str, Params]:

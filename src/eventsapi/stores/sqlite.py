@@ -36,7 +36,7 @@ import msgspec
 from msgspec import Raw
 
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
-from eventsapi.values import EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
 
 T = TypeVar("T")
 
@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS event_keys (
 CREATE TABLE IF NOT EXISTS event_servers (
     gen INTEGER NOT NULL,
     server INTEGER NOT NULL,
+    n INTEGER NOT NULL,
     PRIMARY KEY (gen, server)
 ) WITHOUT ROWID;
 """
@@ -124,6 +125,55 @@ def retrieve_sql(q: EventQuery) -> tuple[str, list[object]]:
     )
     args.extend((q.limit, q.offset))
     return sql, args
+
+
+def scope_where(scope: DeleteScope) -> tuple[str, list[object]]:
+    """Conditions selecting a scoped delete's events (the bucket's generation included)."""
+    cond: list[str] = [f"gen = {_GEN}"]
+    args: list[object] = [scope.bucket]
+    for column, value in (("name", scope.name), ("app", scope.app), ("server", scope.server)):
+        if value is not None:
+            cond.append(f"{column} = {_KEY}")
+            args.append(value)
+    if scope.start is not None:
+        cond.append("at >= ?")
+        args.append(scope.start)
+    if scope.end is not None:
+        cond.append("at < ?")
+        args.append(scope.end)
+    return " AND ".join(cond), args
+
+
+def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
+    """Delete a scope's events in one transaction, and take them off the key and server
+    counts (a pair or server whose count reaches 0 is gone from eventsKeysByApp at once)."""
+    where, args = scope_where(scope)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        gen = conn.execute("SELECT gen FROM buckets WHERE bucket_id = ?", (scope.bucket,)).fetchone()
+        if gen is None:
+            conn.execute("COMMIT")
+            return 0
+        pairs = conn.execute(
+            f"SELECT app, name, count(*) FROM events WHERE {where} GROUP BY app, name", args
+        ).fetchall()
+        servers = conn.execute(f"SELECT server, count(*) FROM events WHERE {where} GROUP BY server", args).fetchall()
+        gone = conn.execute(f"DELETE FROM events WHERE {where}", args).rowcount
+        conn.executemany(
+            "UPDATE event_keys SET n = n - ? WHERE gen = ? AND app = ? AND name = ?",
+            ((n, gen[0], app, name) for app, name, n in pairs),
+        )
+        conn.executemany(
+            "UPDATE event_servers SET n = n - ? WHERE gen = ? AND server = ?", ((n, gen[0], s) for s, n in servers)
+        )
+        conn.execute("DELETE FROM event_keys WHERE gen = ? AND n <= 0", gen)
+        conn.execute("DELETE FROM event_servers WHERE gen = ? AND n <= 0", gen)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return gone
 
 
 def stats_sql(q: StatsQuery) -> tuple[str, list[object]]:
@@ -188,7 +238,8 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
             ((gen, app, name, n) for (app, name), n in counts.items()),
         )
         conn.executemany(
-            "INSERT OR IGNORE INTO event_servers VALUES (?, ?)", ((gen, server) for server in {r[2] for r in inserted})
+            "INSERT INTO event_servers VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            ((gen, server, n) for server, n in Counter(r[2] for r in inserted).items()),
         )
         conn.execute("COMMIT")
     except BaseException:
@@ -220,7 +271,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     had_servers = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'event_servers'").fetchone()
     conn.executescript(SCHEMA)
     if not had_servers:  # files from before event_servers: one pass to fill it
-        conn.execute("INSERT OR IGNORE INTO event_servers SELECT DISTINCT gen, server FROM events")
+        conn.execute("INSERT INTO event_servers SELECT gen, server, count(*) FROM events GROUP BY gen, server")
 
 
 def purge_strings(conn: sqlite3.Connection, limit: int = PURGE_CHUNK) -> int:
@@ -376,6 +427,15 @@ class SQLiteStore(Store):
 
         await self._write(detach)
         self._purge_wakeup.set()
+
+    async def delete(self, scope: DeleteScope) -> int | None:
+        if scope.is_everything():
+            await self.delete_all(scope.bucket)
+            return None
+        gone = await self._write(lambda conn: delete_scope(conn, scope))
+        self._strings_stale = True
+        self._purge_wakeup.set()  # names no event uses any more are purged in the background
+        return gone
 
     async def _purge_loop(self) -> None:
         """Reclaim the rows of deleted generations, a chunk per writer turn, then the interned
