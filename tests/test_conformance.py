@@ -525,6 +525,26 @@ async def test_scoped_delete_rejects_unknown_filters(api: Api, bucket: str) -> N
     assert resp.status == 403
 
 
+async def test_retention_rejects_old_events_and_is_reported(
+    make_api: ApiFactory, store_settings: Any, store_url: str, store_kind: str, request: Any, bucket: str
+) -> None:
+    from dataclasses import replace
+
+    if store_kind == "influxql":  # on InfluxDB the engine's retention policy is what applies
+        db = store_url.rsplit("/", 1)[1]
+        request.getfixturevalue("influxd").query(
+            f'ALTER RETENTION POLICY "autogen" ON "{db}" DURATION 1d SHARD DURATION 1h DEFAULT'
+        )
+    api = await make_api(replace(store_settings, retention_days=1))
+    t = now_ms()
+    res = await api.ingest(bucket, [ev(at=t - 7 * 86_400_000, id="old"), ev(at=t - 3_600_000, id="new")])
+    assert res["accepted"] == 1
+    assert [r["index"] for r in res["rejected"]] == [0] and "retention (1 days)" in res["rejected"][0]["error"]
+    assert [r["id"] for r in (await api.retrieve(bucket, event_name="deploy"))[0]] == ["new"]
+    ready = await (await api.request("GET", "/readyz", headers={})).json()
+    assert ready == {"status": "ready", "retention_days": 1}
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

@@ -44,3 +44,42 @@ async def test_delete_all_also_purges_names_no_event_uses(tmp_path: Path) -> Non
         assert await store.keys_by_app("b") == [("app-b", ["kept", "name-7"])]
     finally:
         await store.close()
+
+
+async def test_retention_hides_old_events_at_once_and_purges_them(tmp_path: Path) -> None:
+    """Events already stored when the service starts with a retention: every read stops
+    showing the expired ones at once, and the background purge removes them."""
+    import time
+
+    from eventsapi.values import StatsQuery
+
+    path = tmp_path / "events.db"
+    now = int(time.time() * 1000)
+    week = 7 * 86_400_000
+    store = SQLiteStore(path)
+    await store.open()
+    await store.ingest(
+        "b",
+        [NewEvent(f"old{i}", "old-name", "app", "s-old", now - week - i, "{}") for i in range(50)]
+        + [NewEvent("new", "new-name", "app", "s-new", now - 60_000, "{}")],
+    )
+    await store.close()
+
+    store = SQLiteStore(path, retention_days=1)
+    await store.open()
+    try:
+        assert await store.retrieve(EventQuery("b", "old-name")) == []
+        q = StatsQuery("b", "old-name", None, None, [now - 2 * week, now - week // 2], now, "day", "UTC")
+        assert await store.stats(q) == [0, 0]
+        assert await store.keys_by_app("b") == [("app", ["new-name"])]
+        for _ in range(100):  # the purge runs at start-up, in the background
+            with sqlite3.connect(path) as conn:
+                left = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            if left == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert left == 1
+        names, _, servers = await store.tag_sets("b")
+        assert names == {"new-name"} and servers == {"s-new"}
+    finally:
+        await store.close()

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import aiohttp_cors
@@ -163,7 +164,16 @@ async def ingest(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     body = await _read_body(request)
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
-    batch = parse_ingest(body, ndjson, settings.max_events)
+    now_ms = int(time.time() * 1000)
+    batch = parse_ingest(body, ndjson, settings.max_events, now_ms)
+    cutoff = request.app[RETENTION].cutoff_ms(now_ms)
+    if cutoff is not None and batch.events:
+        days = request.app[RETENTION].days
+        old = {
+            i: f"at is older than the retention ({days:g} days)" for i, e in enumerate(batch.events) if e.at < cutoff
+        }
+        if old:
+            batch.reject(old)
     if batch.events:
         over = await _store_call(request, request.app[GUARD].check(bucket, batch.events))
         if over:
@@ -247,7 +257,8 @@ async def readyz(request: web.Request) -> web.Response:
         await _store_call(request, request.app[STORE].ping())
     except StoreUnavailable:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
-    return _json({"status": "ready"})
+    retention = request.app[RETENTION]
+    return _json({"status": "ready", "retention_days": retention.days if retention.known else "unknown"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -270,6 +281,40 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 # -- factory -------------------------------------------------------------------------------
 
 
+@dataclass
+class Retention:
+    """How long the store keeps events, as last read from it (None: for ever, or unknown)."""
+
+    days: float | None = None
+    known: bool = False
+
+    def cutoff_ms(self, now_ms: int) -> int | None:
+        return None if self.days is None else now_ms - int(self.days * 86_400_000)
+
+
+RETENTION = web.AppKey("retention", Retention)
+
+
+async def _read_retention(app: web.Application, store: Store, settings: Settings) -> None:
+    """Read the store's retention at start-up: log it, and warn when it differs from
+    EVENTSAPI_RETENTION_DAYS (on InfluxDB the engine's retention policy is what applies)."""
+    try:
+        async with asyncio.timeout(settings.store_timeout):
+            days = await store.retention_days()
+    except (StoreUnavailable, TimeoutError) as exc:
+        log.warning("could not read the store's retention: %s", exc)
+        return
+    app[RETENTION].days, app[RETENTION].known = days, True
+    log.info("store %s keeps events %s", store.name, "for ever" if days is None else f"{days:g} days")
+    if settings.retention_days is not None and days != settings.retention_days:
+        log.warning(
+            "EVENTSAPI_RETENTION_DAYS=%g but the store keeps events %s; set the engine's retention to match "
+            "(docs/influx.md)",
+            settings.retention_days,
+            "for ever" if days is None else f"{days:g} days",
+        )
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Build the application. The store is opened on start-up and closed on clean-up."""
     app = web.Application(middlewares=[problems_middleware], client_max_size=settings.max_body_bytes)
@@ -278,6 +323,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[METRICS] = Metrics()
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app[RATE] = RateLimiter(settings.rate_limits)
+    app[RETENTION] = Retention()
     app.on_response_prepare.append(_server_header)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -289,6 +335,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
         app[STORE] = s
+        await _read_retention(app, s, settings)
         app[GUARD] = CardinalityGuard(
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )

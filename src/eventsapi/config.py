@@ -50,6 +50,7 @@ class Settings:
     heavy_budget: int = 400_000
     heavy_wait: float = 5.0
     rate_limits: dict[str, Limit] = field(default_factory=dict)
+    retention_days: float | None = None
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -103,6 +104,16 @@ def _seconds_or_zero(raw: str) -> float:
         raise ValueError("a number of seconds >= 0") from None
     if not value >= 0 or value == float("inf"):
         raise ValueError("a number of seconds >= 0")
+    return value
+
+
+def _days(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("a number of days > 0") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError("a number of days > 0")
     return value
 
 
@@ -256,6 +267,15 @@ SETTINGS: tuple[Setting, ...] = (
         "requests per token subject and bucket, per process: `read=50/s,write=500/s,delete=1/m:5` "
         "(CLASS=N/s|m|h, `:BURST` optional, default one unit's worth); past it 429 + `Retry-After`",
         default_text="no limits",
+    ),
+    Setting(
+        "retention_days",
+        "EVENTSAPI_RETENTION_DAYS",
+        _days,
+        "days events are kept; older ones are not returned, are purged in the background (SQLite) and are "
+        "rejected at ingest. On InfluxDB the engine's retention policy does it: the service reads it and warns "
+        "when it differs",
+        default_text="for ever",
     ),
     Setting("influx_token", "EVENTSAPI_INFLUXDB_TOKEN", _text, "InfluxDB token (never logged)", secret=True),
     Setting("influx_username", "EVENTSAPI_INFLUXDB_USERNAME", _text, "InfluxDB 1.x user"),

@@ -15,7 +15,7 @@ def open_store(url: str, settings: Settings) -> Store:
     if scheme == "sqlite":
         from eventsapi.stores.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(url)
+        return SQLiteStore.from_url(url, settings.retention_days)
     if scheme == "influxql":
         from eventsapi.stores.influxql import InfluxQLStore
 

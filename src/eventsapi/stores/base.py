@@ -66,6 +66,10 @@ class Store(abc.ABC):
         """The distinct event names, apps and servers the bucket holds (for cardinality.py)."""
 
     @abc.abstractmethod
+    async def retention_days(self) -> float | None:
+        """How long the store keeps events, in days (None: for ever)."""
+
+    @abc.abstractmethod
     async def delete_all(self, bucket: str) -> None:
         """Delete every event of the bucket and nothing else."""
 

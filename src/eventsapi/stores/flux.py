@@ -132,6 +132,15 @@ def tag_values_query(store_bucket: str, bucket: str, tag: str, app: str | None =
     )
 
 
+def retention_query(store_bucket: str) -> str:
+    """The store bucket's retention period in ns (0: for ever)."""
+    return (
+        "buckets()\n"
+        f"  |> filter(fn: (r) => r.name == {flux_string(store_bucket)})\n"
+        '  |> keep(columns: ["retentionPeriod"])\n'
+    )
+
+
 def delete_predicate(bucket: str, name: str | None = None, app: str | None = None, server: str | None = None) -> str:
     """The delete API's predicate (its own small grammar: an AND of tag="value")."""
 

@@ -145,6 +145,12 @@ class InfluxDB2Store(Store):
         rows = await self._query(text)
         return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
 
+    async def retention_days(self) -> float | None:
+        """The bucket's retention rule (`retentionPeriod` of Flux's buckets(); 0: for ever)."""
+        rows = await self._query(flux.retention_query(self.bucket))
+        period = int(rows[0]["retentionPeriod"]) if rows else 0
+        return period / 86_400e9 if period else None
+
     async def tag_sets(self, bucket: str) -> tuple[set[str], set[str], set[str]]:
         answers = await asyncio.gather(
             *(self._query(flux.tag_values_query(self.bucket, bucket, tag)) for tag in ("event_name", "app", "server"))

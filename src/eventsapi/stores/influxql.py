@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,12 @@ from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
 from eventsapi.windows import counts_per_window
+
+
+def go_duration_seconds(text: str) -> float:
+    """Seconds in a duration as InfluxDB 1.x prints it (`168h0m0s`, `0s` for infinite)."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|us|µs|ns|h|m|s)", text))
 
 
 class InfluxQLStore(Store):
@@ -126,6 +133,17 @@ class InfluxQLStore(Store):
             self.major_version = int(version.split(".", 1)[0])
         # The database must exist (the operator creates it; see README): a read proves it.
         await self.query("SHOW RETENTION POLICIES")
+
+    async def retention_days(self) -> float | None:
+        """The database's default retention policy (InfluxDB 1.x: SHOW RETENTION POLICIES)."""
+        for s in await self.query("SHOW RETENTION POLICIES"):
+            cols = s["columns"]
+            for v in s["values"]:
+                row = dict(zip(cols, v, strict=True))
+                if row.get("default"):
+                    seconds = go_duration_seconds(str(row.get("duration", "0s")))
+                    return seconds / 86_400 if seconds else None
+        return None
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -86,6 +87,7 @@ _GEN = "(SELECT gen FROM buckets WHERE bucket_id = ?)"
 _KEY = "(SELECT key FROM strings WHERE value = ?)"
 PURGE_CHUNK = 20_000
 REOPEN_SECONDS = 1.0
+EXPIRY_SECONDS = 60.0
 _BULK_INSERT = (
     "INSERT OR IGNORE INTO events SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
     "value ->> 5 FROM json_each(?)"
@@ -144,6 +146,52 @@ def scope_where(scope: DeleteScope) -> tuple[str, list[object]]:
     return " AND ".join(cond), args
 
 
+def _uncount(
+    conn: sqlite3.Connection, gen: int, pairs: Iterable[tuple[int, int, int]], servers: Iterable[tuple[int, int]]
+) -> None:
+    """Take deleted events off the (app, name) and server counts; what reaches 0 is gone."""
+    conn.executemany(
+        "UPDATE event_keys SET n = n - ? WHERE gen = ? AND app = ? AND name = ?",
+        ((n, gen, app, name) for app, name, n in pairs),
+    )
+    conn.executemany(
+        "UPDATE event_servers SET n = n - ? WHERE gen = ? AND server = ?", ((n, gen, s) for s, n in servers)
+    )
+    conn.execute("DELETE FROM event_keys WHERE gen = ? AND n <= 0", (gen,))
+    conn.execute("DELETE FROM event_servers WHERE gen = ? AND n <= 0", (gen,))
+
+
+def purge_expired(conn: sqlite3.Connection, cutoff_ms: int, limit: int = PURGE_CHUNK) -> int:
+    """Delete up to `limit` events older than the retention, oldest first per bucket, in one
+    short transaction (a chunk never stalls ingest for long); how many went."""
+    gone = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for (gen,) in conn.execute("SELECT gen FROM buckets").fetchall():
+            rows = conn.execute(
+                "SELECT rowid, app, name, server FROM events INDEXED BY events_by_at_id "
+                "WHERE gen = ? AND at < ? LIMIT ?",
+                (gen, cutoff_ms, limit - gone),
+            ).fetchall()
+            if not rows:
+                continue
+            for i in range(0, len(rows), 500):
+                chunk = [r[0] for r in rows[i : i + 500]]
+                conn.execute(f"DELETE FROM events WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
+            pairs = Counter((r[1], r[2]) for r in rows)
+            servers = Counter(r[3] for r in rows)
+            _uncount(conn, gen, ((a, n, c) for (a, n), c in pairs.items()), servers.items())
+            gone += len(rows)
+            if gone >= limit:
+                break
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return gone
+
+
 def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
     """Delete a scope's events in one transaction, and take them off the key and server
     counts (a pair or server whose count reaches 0 is gone from eventsKeysByApp at once)."""
@@ -159,15 +207,7 @@ def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
         ).fetchall()
         servers = conn.execute(f"SELECT server, count(*) FROM events WHERE {where} GROUP BY server", args).fetchall()
         gone = conn.execute(f"DELETE FROM events WHERE {where}", args).rowcount
-        conn.executemany(
-            "UPDATE event_keys SET n = n - ? WHERE gen = ? AND app = ? AND name = ?",
-            ((n, gen[0], app, name) for app, name, n in pairs),
-        )
-        conn.executemany(
-            "UPDATE event_servers SET n = n - ? WHERE gen = ? AND server = ?", ((n, gen[0], s) for s, n in servers)
-        )
-        conn.execute("DELETE FROM event_keys WHERE gen = ? AND n <= 0", gen)
-        conn.execute("DELETE FROM event_servers WHERE gen = ? AND n <= 0", gen)
+        _uncount(conn, gen[0], pairs, servers)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -176,11 +216,12 @@ def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
     return gone
 
 
-def stats_sql(q: StatsQuery) -> tuple[str, list[object]]:
-    """One index-range count per window; the windows come in as a JSON array of [start, end)."""
+def stats_sql(q: StatsQuery, since: int = 0) -> tuple[str, list[object]]:
+    """One index-range count per window; the windows come in as a JSON array of [start, end).
+    Events before `since` (the retention's cutoff) are not counted."""
     where, args, index = _where(q.bucket, q.name, q.app, q.server)
     bounds = [*q.starts, q.end]
-    windows = json.dumps([[bounds[i], bounds[i + 1]] for i in range(len(q.starts))])
+    windows = json.dumps([[max(bounds[i], since), bounds[i + 1]] for i in range(len(q.starts))])
     sql = (
         f"SELECT (SELECT count(*) FROM events INDEXED BY {index} WHERE {where} "
         "AND at >= w.value ->> 0 AND at < w.value ->> 1) FROM json_each(?) w ORDER BY w.key"
@@ -291,8 +332,11 @@ def purge_strings(conn: sqlite3.Connection, limit: int = PURGE_CHUNK) -> int:
 class SQLiteStore(Store):
     name = "sqlite"
 
-    def __init__(self, path: Path, readers: int = 4) -> None:
+    def __init__(self, path: Path, readers: int = 4, retention_days: float | None = None) -> None:
         self.path = path
+        # Events older than this are not returned, and are purged in the background.
+        self.retention_ms = None if retention_days is None else int(retention_days * 86_400_000)
+        self._expiry_due = True
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
@@ -308,12 +352,12 @@ class SQLiteStore(Store):
         self._values: dict[int, str] = {}  # key -> string, shared by readers (keys never change)
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, retention_days: float | None = None) -> SQLiteStore:
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise ValueError("sqlite URL needs a path: sqlite:///ABS/PATH.db")
-        return cls(Path(path))
+        return cls(Path(path), retention_days=retention_days)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -443,6 +487,11 @@ class SQLiteStore(Store):
 
         def purge_chunk(conn: sqlite3.Connection) -> bool:
             row = conn.execute("SELECT gen FROM generations WHERE dead = 1 LIMIT 1").fetchone()
+            if row is None and self.retention_ms is not None and self._expiry_due:
+                if purge_expired(conn, self._cutoff()) == PURGE_CHUNK:
+                    return True
+                self._expiry_due = False
+                self._strings_stale = True
             if row is None:
                 if not self._strings_stale:
                     return False
@@ -484,7 +533,11 @@ class SQLiteStore(Store):
                 await asyncio.sleep(0)  # let queued ingests take the writer between chunks
                 continue
             self._purge_wakeup.clear()
-            await self._purge_wakeup.wait()
+            try:
+                # Expired events are looked for every EXPIRY_SECONDS (and at start-up).
+                await asyncio.wait_for(self._purge_wakeup.wait(), EXPIRY_SECONDS)
+            except TimeoutError:
+                self._expiry_due = True
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -497,7 +550,16 @@ class SQLiteStore(Store):
             return self._values
         return values
 
+    async def retention_days(self) -> float | None:
+        return None if self.retention_ms is None else self.retention_ms / 86_400_000
+
+    def _cutoff(self) -> int:
+        """The oldest `at` still visible: 0 without a retention."""
+        return 0 if self.retention_ms is None else int(time.time() * 1000) - self.retention_ms
+
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
+        if self.retention_ms is not None:
+            query = replace(query, start=max(query.start or 0, self._cutoff()))
         sql, args = retrieve_sql(query)
 
         def read(conn: sqlite3.Connection) -> list[StoredEvent]:
@@ -508,13 +570,23 @@ class SQLiteStore(Store):
         return await self._read(read)
 
     async def stats(self, query: StatsQuery) -> list[int]:
-        sql, args = stats_sql(query)
+        sql, args = stats_sql(query, self._cutoff())
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [r[0] for r in rows]
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+        sql = f"SELECT app, name FROM event_keys WHERE gen = {_GEN}"
+        args: list[object] = [bucket]
+        if self.retention_ms is not None:
+            # Until the purge has caught up, a pair is listed only while it has a visible event.
+            sql += (
+                " AND EXISTS (SELECT 1 FROM events INDEXED BY events_by_app WHERE events.gen = event_keys.gen"
+                " AND events.app = event_keys.app AND events.name = event_keys.name AND events.at >= ?)"
+            )
+            args.append(self._cutoff())
+
         def read(conn: sqlite3.Connection) -> list[tuple[str, list[str]]]:
-            rows = conn.execute(f"SELECT app, name FROM event_keys WHERE gen = {_GEN}", (bucket,)).fetchall()
+            rows = conn.execute(sql, args).fetchall()
             v = self._names(conn, {k for r in rows for k in r})
             return group_by_app((v[a], v[n]) for a, n in rows)
 
