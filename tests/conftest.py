@@ -24,9 +24,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that runs against a real influxd (`-m "not influxd"` skips them)."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if {"influxd", "own_influxd"} & set(getattr(item, "fixturenames", ())) or params.get(
-            "store_kind"
-        ) == "influxql":
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if {"influxd", "own_influxd"} & fixtures or "influxql" in params.values():
             item.add_marker(pytest.mark.influxd)
 
 

@@ -545,6 +545,40 @@ async def test_retention_rejects_old_events_and_is_reported(
     assert ready == {"status": "ready", "retention_days": 1}
 
 
+async def test_bucket_routes_describe_buckets_the_pm2_way(
+    make_api: ApiFactory, store_settings: Any, bucket: str
+) -> None:
+    from dataclasses import replace
+
+    api = await make_api()
+    await api.ingest(bucket, [ev()])
+    base = str(api.client.make_url("")).rstrip("/")
+    everything = await (await api.request("GET", "/api/bucket")).json()
+    assert {
+        "_id": bucket,
+        "name": bucket,
+        "public_id": bucket,
+        "node": {"endpoints": {"web": base, "realtime": base}},
+    } in (everything)
+    only = api.auth(make_token([bucket, "never-used"], "events:read"))
+    listed = await (await api.request("GET", "/api/bucket", headers=only)).json()
+    assert [b["_id"] for b in listed] == sorted([bucket, "never-used"])
+    one = await api.request("GET", f"/api/bucket/{bucket}", headers=only)
+    assert one.status == 200 and (await one.json())["node"]["endpoints"]["web"] == base
+    assert (await api.request("GET", "/api/bucket/someone-else", headers=only)).status == 403
+    assert (await api.request("GET", "/api/bucket", headers=api.auth(make_token(scope="events:write")))).status == 403
+    # Behind a proxy: a configured public URL, or the forwarded headers when trusted.
+    proxied = await make_api(replace(store_settings, public_url="https://events.example/"))
+    got = await (await proxied.request("GET", f"/api/bucket/{bucket}")).json()
+    assert got["node"]["endpoints"] == {"web": "https://events.example", "realtime": "https://events.example"}
+    trusting = await make_api(replace(store_settings, trust_forwarded=True))
+    fwd = {**trusting.auth(), "X-Forwarded-Proto": "https", "X-Forwarded-Host": "dash.example"}
+    got = await (await trusting.request("GET", f"/api/bucket/{bucket}", headers=fwd)).json()
+    assert got["node"]["endpoints"]["web"] == "https://dash.example"
+    untrusted = await (await api.request("GET", f"/api/bucket/{bucket}", headers={**api.auth(), **fwd})).json()
+    assert untrusted["node"]["endpoints"]["web"] == base
+
+
 # -- stats ------------------------------------------------------------------------------------
 
 

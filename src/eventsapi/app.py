@@ -32,6 +32,7 @@ from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores import open_store
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
 from eventsapi.validation import (
+    BUCKET_RE,
     check_bucket,
     loads,
     parse_delete,
@@ -117,6 +118,12 @@ async def _authorize(request: web.Request, scope: str) -> str:
     principal: Principal = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
     check_bucket(bucket)
     principal.require(bucket, scope)
+    _take_rate(request, principal, bucket, scope)
+    return bucket
+
+
+def _take_rate(request: web.Request, principal: Principal, bucket: str, scope: str) -> None:
+    """One request of this token's allowance for the bucket (429 past it, see ratelimit.py)."""
     cls = _CLASS_OF_SCOPE[scope]
     decision = request.app[RATE].check(principal.sub, bucket, cls)
     if decision is not None:
@@ -124,7 +131,6 @@ async def _authorize(request: web.Request, scope: str) -> str:
             request.app[METRICS].rate_limited.labels(cls).inc()
             raise Problem(429, f"over the {cls} rate limit of this token for this bucket", headers=decision.headers)
         request[RATE_HEADERS] = decision.headers
-    return bucket
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -240,6 +246,39 @@ async def delete_all(request: web.Request) -> web.Response:
     return _json(wire.Deleted(bucket, True))
 
 
+def _public_base(request: web.Request) -> str:
+    """The base URL clients reach this service at: configured, or as the request saw it."""
+    settings = request.app[SETTINGS]
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme, host = request.scheme, request.host
+    if settings.trust_forwarded:
+        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    return f"{scheme}://{host}"
+
+
+def _bucket(request: web.Request, bucket: str) -> wire.Bucket:
+    base = _public_base(request)
+    return wire.Bucket(bucket, bucket, bucket, wire.Node(wire.Endpoints(base, base)))
+
+
+async def list_buckets(request: web.Request) -> web.Response:
+    """The buckets the token grants (for `*`: every bucket the store holds events for)."""
+    principal = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
+    principal.require_scope("events:read")
+    _take_rate(request, principal, "*", "events:read")
+    granted = sorted(b for b in principal.buckets if b != "*" and BUCKET_RE.fullmatch(b))
+    if "*" in principal.buckets:
+        granted = sorted(set(granted) | set(await _store_call(request, request.app[STORE].buckets())))
+    return _json([_bucket(request, b) for b in granted])
+
+
+async def get_bucket(request: web.Request) -> web.Response:
+    bucket = await _authorize(request, "events:read")
+    return _json(_bucket(request, bucket))
+
+
 async def delete(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
     scope = parse_delete(bucket, await _json_body(request, if_empty={}))  # no body: the whole bucket
@@ -351,6 +390,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         app.router.add_get(f"{prefix}/eventsKeysByApp", keys_by_app),
         app.router.add_delete(f"{prefix}/events/delete_all", delete_all),
         app.router.add_post(f"{prefix}/events/delete", delete),
+        app.router.add_get("/api/bucket", list_buckets),
+        app.router.add_get("/api/bucket/{id}", get_bucket),
         app.router.add_get("/api/openapi.json", openapi),
     ]
     app.router.add_get("/healthz", healthz)

@@ -32,14 +32,20 @@ class Principal:
     scopes: frozenset[str]
 
     def require(self, bucket: str, scope: str) -> None:
+        self.require_scope(scope)
+        if not self.grants(bucket):
+            raise Problem(403, "token does not grant access to this bucket")
+
+    def grants(self, bucket: str) -> bool:
+        return "*" in self.buckets or bucket in self.buckets
+
+    def require_scope(self, scope: str) -> None:
         if scope not in self.scopes:
             raise Problem(
                 403,
                 f"token lacks scope {scope}",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
-        if "*" not in self.buckets and bucket not in self.buckets:
-            raise Problem(403, "token does not grant access to this bucket")
 
 
 class Authenticator:

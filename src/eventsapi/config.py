@@ -51,6 +51,8 @@ class Settings:
     heavy_wait: float = 5.0
     rate_limits: dict[str, Limit] = field(default_factory=dict)
     retention_days: float | None = None
+    public_url: str | None = None
+    trust_forwarded: bool = False
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -224,6 +226,19 @@ SETTINGS: tuple[Setting, ...] = (
         _seconds,
         "the longest lifetime (`exp` - `iat`, or `exp` - now) a token may claim, in seconds (30 days); "
         "`eventsapi token --ttl` obeys it too",
+    ),
+    Setting(
+        "public_url",
+        "EVENTSAPI_PUBLIC_URL",
+        _text,
+        "the base URL clients reach the service at (bucket endpoints for PM2's client); "
+        "default: taken from each request",
+    ),
+    Setting(
+        "trust_forwarded",
+        "EVENTSAPI_TRUST_FORWARDED",
+        _flag,
+        "`1`: behind a proxy, take that base URL from `X-Forwarded-Proto` and `X-Forwarded-Host`",
     ),
     Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
     Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),

@@ -63,6 +63,7 @@ _SHAPES = (
     wire.AppEvents,
     wire.DeleteBody,
     wire.Deleted,
+    wire.Bucket,
 )
 
 
@@ -211,6 +212,26 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                         "413": _problem("Body too large"),
                         "501": _problem("The store cannot delete (e.g. InfluxDB 3)"),
                     },
+                }
+            },
+            "/api/bucket": {
+                "get": {
+                    "summary": "The buckets the token grants (for '*': every bucket that holds events)",
+                    "security": security,
+                    "responses": {
+                        "200": _ok(
+                            "Buckets, as PM2 Plus describes them", {"type": "array", "items": _ref(wire.Bucket)}
+                        ),
+                        **_auth_errors(),
+                    },
+                }
+            },
+            "/api/bucket/{id}": {
+                "get": {
+                    "summary": "One bucket, as PM2 Plus describes it",
+                    "security": security,
+                    "parameters": [_BUCKET_PARAM],
+                    "responses": {"200": _ok("The bucket", _ref(wire.Bucket)), **_auth_errors()},
                 }
             },
             "/api/openapi.json": {

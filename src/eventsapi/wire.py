@@ -132,6 +132,24 @@ class Deleted(msgspec.Struct, frozen=True, omit_defaults=True):
     count: Annotated[int | None, Meta(description="events removed, where the store can tell cheaply")] = None
 
 
+class Endpoints(msgspec.Struct, frozen=True):
+    web: Annotated[str, Meta(description="base URL of this service for the bucket's HTTP routes")]
+    realtime: Annotated[str, Meta(description="base URL of its realtime feed")]
+
+
+class Node(msgspec.Struct, frozen=True):
+    endpoints: Endpoints
+
+
+class Bucket(msgspec.Struct, frozen=True, rename={"id": "_id"}):
+    """A bucket as PM2 Plus describes one (what @pm2/js-api reads): every id is the bucket id."""
+
+    id: str
+    name: str
+    public_id: str
+    node: Node
+
+
 class FieldError(msgspec.Struct, frozen=True):
     field: str
     message: str

@@ -58,6 +58,10 @@ class Store(abc.ABC):
         """One count per window of `query.starts`."""
 
     @abc.abstractmethod
+    async def buckets(self) -> list[str]:
+        """Every bucket that holds events, sorted."""
+
+    @abc.abstractmethod
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         """(app, sorted event names) for each app the bucket holds, apps sorted."""
 

@@ -132,6 +132,15 @@ def tag_values_query(store_bucket: str, bucket: str, tag: str, app: str | None =
     )
 
 
+def buckets_query(store_bucket: str) -> str:
+    """Every bucket id the store bucket holds events for, from the series index."""
+    return (
+        'import "influxdata/influxdb/schema"\n'
+        f'schema.tagValues(bucket: {flux_string(store_bucket)}, tag: "bucket_id", '
+        f"predicate: (r) => r._measurement == {flux_string(MEASUREMENT)}, start: 1970-01-01T00:00:00Z)\n"
+    )
+
+
 def retention_query(store_bucket: str) -> str:
     """The store bucket's retention period in ns (0: for ever)."""
     return (

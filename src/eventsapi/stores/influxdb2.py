@@ -158,6 +158,9 @@ class InfluxDB2Store(Store):
         names, apps, servers = ({decode_tag(v["_value"]) for v in rows} for rows in answers)
         return names, apps, servers
 
+    async def buckets(self) -> list[str]:
+        return sorted(decode_tag(v["_value"]) for v in await self._query(flux.buckets_query(self.bucket)))
+
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         apps = [decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))]
         answers = await asyncio.gather(

@@ -221,6 +221,10 @@ class InfluxQLStore(Store):
         series = await self.query(q, params)
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
 
+    async def buckets(self) -> list[str]:
+        q, _ = text.buckets_query()
+        return sorted(decode_tag(v[1]) for s in await self.query(q) for v in s["values"])
+
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         if self.major_version is None:
             await self.ping()

@@ -100,6 +100,10 @@ def tag_values_query(bucket: str, key: str, app: str | None = None) -> tuple[str
     return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "{key}" WHERE {where}', params
 
 
+def buckets_query() -> tuple[str, Params]:
+    return f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "bucket_id"', {}
+
+
 def tag_sets_query(bucket: str) -> tuple[str, Params]:
     """Every event name, app and server of the bucket, from the series index."""
     where, params = _filters(bucket, None, None, None)

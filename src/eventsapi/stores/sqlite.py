@@ -574,6 +574,10 @@ class SQLiteStore(Store):
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [r[0] for r in rows]
 
+    async def buckets(self) -> list[str]:
+        rows = await self._read(lambda c: c.execute("SELECT bucket_id FROM buckets ORDER BY 1").fetchall())
+        return [r[0] for r in rows]
+
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         sql = f"SELECT app, name FROM event_keys WHERE gen = {_GEN}"
         args: list[object] = [bucket]
