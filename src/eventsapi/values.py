@@ -77,3 +77,13 @@ class DeleteScope:
 
     def is_everything(self) -> bool:
         return all(v is None for v in (self.name, self.app, self.server, self.start, self.end))
+
+
+@dataclass(frozen=True, slots=True)
+class TailQuery:
+    """What a live tail follows: one bucket, optionally one name, app and server."""
+
+    bucket: str
+    name: str | None = None
+    app: str | None = None
+    server: str | None = None

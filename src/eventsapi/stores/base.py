@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 
 
 def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -56,6 +56,14 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stats(self, query: StatsQuery) -> list[int]:
         """One count per window of `query.starts`."""
+
+    @abc.abstractmethod
+    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
+        """Up to `limit` events ingested after position `after`, in ingest order, each with its
+        position, and the position to continue from. `after=None`: no events, only the
+        position of "now". Positions compare as strings in ingest order."""
+
+    position_pattern = r"\d{20}"  # what a position of this store looks like
 
     @abc.abstractmethod
     async def buckets(self) -> list[str]:

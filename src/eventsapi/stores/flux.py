@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
-from eventsapi.values import EventQuery, StatsQuery
+from eventsapi.values import EventQuery, StatsQuery, TailQuery
 
 _INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -72,6 +72,20 @@ def newest_query(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int,
 def millisecond_query(store_bucket: str, q: EventQuery, ms: int) -> str:
     lo = int(ms) * 1_000_000
     return _source(store_bucket, q, lo + 1_000_000, lo, _WHOLE) + _PIVOT + _KEEP
+
+
+def tail_query(store_bucket: str, q: TailQuery, lower_ns: int, upper_ns: int, since_ns: int, until_ns: int) -> str:
+    """Points stamped in [lower, upper) and written (`ingested`) in [since, until], whole."""
+    pred = _predicate(q.bucket, q.name, q.app, q.server)
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
+        f"  |> filter(fn: (r) => {pred})\n"
+        '  |> filter(fn: (r) => r._field == "data" or r._field == "id" or r._field == "ingested")\n'
+        + _PIVOT
+        + f"  |> filter(fn: (r) => r.ingested >= {int(since_ns)} and r.ingested <= {int(until_ns)})\n"
+        + '  |> keep(columns: ["_time", "data", "id", "app", "server", "event_name", "ingested"])\n'
+    )
 
 
 def count_query(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int) -> str:

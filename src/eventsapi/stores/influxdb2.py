@@ -19,12 +19,12 @@ import aiohttp
 from msgspec import Raw
 
 from eventsapi.config import Settings
-from eventsapi.stores import flux
+from eventsapi.stores import flux, influxtail
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.lineprotocol import TagDecoder, decode_tag, render_batches
-from eventsapi.stores.paging import page
+from eventsapi.stores.paging import FUTURE_NS, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
@@ -99,7 +99,7 @@ class InfluxDB2Store(Store):
         async with self._ledger.turn(bucket, ms):
             placed = place(events, await self._occupied(bucket, ms))
             write = self._api().write_api()
-            for body in render_batches(bucket, placed):
+            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
                 await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
 
     async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
@@ -157,6 +157,18 @@ class InfluxDB2Store(Store):
         )
         names, apps, servers = ({decode_tag(v["_value"]) for v in rows} for rows in answers)
         return names, apps, servers
+
+    position_pattern = influxtail.POSITION_PATTERN
+
+    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
+        now = time.time_ns()
+        until = now - influxtail.SETTLE_NS
+        if after is None:
+            return [], influxtail.position(until)
+        since_ns, _ = influxtail.since(after)
+        text = flux.tail_query(self.bucket, q, now - influxtail.LOOKBACK_NS, now + FUTURE_NS, since_ns, until)
+        rows = [(int(v["ingested"]), record_event(v)) for v in await self._query(text)]
+        return influxtail.cut(rows, after, until, limit)
 
     async def buckets(self) -> list[str]:
         return sorted(decode_tag(v["_value"]) for v in await self._query(flux.buckets_query(self.bucket)))

@@ -24,11 +24,12 @@ from msgspec import Raw
 
 from eventsapi.config import Settings
 from eventsapi.stores import influxql_text as text
+from eventsapi.stores import influxtail
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable, group_by_app
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 
@@ -152,7 +153,7 @@ class InfluxQLStore(Store):
         async with self._ledger.turn(bucket, ms):
             placed = place(events, await self._occupied(bucket, ms))
             params = {"db": self.database, "precision": "ns"}
-            for body in render_batches(bucket, placed):
+            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
                 status, answer, _ = await self._request("POST", "/write", params=params, data=body)
                 if status != 204:
                     raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
@@ -220,6 +221,27 @@ class InfluxQLStore(Store):
         q, params = text.stats_query(query)
         series = await self.query(q, params)
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
+
+    position_pattern = influxtail.POSITION_PATTERN
+
+    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
+        now = time.time_ns()
+        until = now - influxtail.SETTLE_NS
+        if after is None:
+            return [], influxtail.position(until)
+        since_ns, _ = influxtail.since(after)
+        series = await self.query(*text.tail_query(q, now - influxtail.LOOKBACK_NS, since_ns, until))
+        tag = TagDecoder()
+        rows: list[tuple[int, StoredEvent]] = []
+        for s in series:
+            cols = s["columns"]
+            ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name", "ingested")]
+            for v in s["values"]:
+                t, data, eid, app, server, name, ingested = (v[i] for i in ix)
+                rows.append(
+                    (int(ingested), StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data)))
+                )
+        return influxtail.cut(rows, after, until, limit)
 
     async def buckets(self) -> list[str]:
         q, _ = text.buckets_query()

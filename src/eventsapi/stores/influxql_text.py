@@ -9,7 +9,7 @@ written into the text; the zone goes through `quote_string` all the same.
 from __future__ import annotations
 
 from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
-from eventsapi.values import DeleteScope, EventQuery, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, StatsQuery, TailQuery
 
 Params = dict[str, str]
 
@@ -50,6 +50,16 @@ def newest_query(q: EventQuery, upper_ns: int, lower_ns: int, limit: int) -> tup
 def millisecond_query(q: EventQuery, ms: int) -> tuple[str, Params]:
     source, params = _range(q, (int(ms) + 1) * 1_000_000, int(ms) * 1_000_000)
     return f"SELECT {_COLUMNS} {source}", params
+
+
+def tail_query(q: TailQuery, lower_ns: int, since_ns: int, until_ns: int) -> tuple[str, Params]:
+    """Points stamped from `lower_ns` on and written (`ingested`) in [since, until]."""
+    where, params = _filters(q.bucket, q.name, q.app, q.server)
+    text = (
+        f'SELECT {_COLUMNS}, "ingested" FROM "{MEASUREMENT}" WHERE {where} AND time >= {int(lower_ns)} '
+        f'AND "ingested" >= {int(since_ns)} AND "ingested" <= {int(until_ns)}'
+    )
+    return text, params
 
 
 def count_query(q: EventQuery, upper_ns: int, lower_ns: int) -> tuple[str, Params]:

@@ -62,8 +62,10 @@ def escape_field_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]]) -> list[str]:
-    """One line-protocol line per (event, point time in ns) (no trailing newline)."""
+def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]], ingested_ns: int = 0) -> list[str]:
+    """One line-protocol line per (event, point time in ns) (no trailing newline). `ingested`
+    (an integer field) is when the service wrote the batch: what a live tail follows."""
+    stamp = f",ingested={int(ingested_ns)}i"
     b = escape_tag(encode_tag(bucket))
     prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line prefix
     lines: list[str] = []
@@ -75,13 +77,15 @@ def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]]) -> list[st
                 f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
                 f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="
             )
-        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)} {t}")
+        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)}{stamp} {t}")
     return lines
 
 
-def render_batches(bucket: str, placed: Sequence[tuple[NewEvent, int]], lines_per_batch: int = 5000) -> Iterable[bytes]:
+def render_batches(
+    bucket: str, placed: Sequence[tuple[NewEvent, int]], lines_per_batch: int = 5000, ingested_ns: int = 0
+) -> Iterable[bytes]:
     """Line-protocol bodies of at most `lines_per_batch` points each."""
-    lines = render_lines(bucket, placed)
+    lines = render_lines(bucket, placed, ingested_ns)
     for i in range(0, len(lines), lines_per_batch):
         yield ("\n".join(lines[i : i + lines_per_batch]) + "\n").encode()
 

@@ -37,7 +37,7 @@ import msgspec
 from msgspec import Raw
 
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent
+from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 
 T = TypeVar("T")
 
@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS event_keys (
     n INTEGER NOT NULL,
     PRIMARY KEY (gen, app, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_servers (
     gen INTEGER NOT NULL,
     server INTEGER NOT NULL,
@@ -88,11 +92,15 @@ _KEY = "(SELECT key FROM strings WHERE value = ?)"
 PURGE_CHUNK = 20_000
 REOPEN_SECONDS = 1.0
 EXPIRY_SECONDS = 60.0
+# Rows get explicit rowids from the ingest sequence (meta 'seq'): they only grow, even when the
+# newest rows are deleted, so a rowid is a live tail's resumable position.
 _BULK_INSERT = (
-    "INSERT OR IGNORE INTO events SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, "
-    "value ->> 5 FROM json_each(?)"
+    "INSERT OR IGNORE INTO events (rowid, gen, name, app, server, at, id, data) SELECT ? + key + 1, ?, "
+    "value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)"
 )
-_ROW_INSERT = "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)"
+_ROW_INSERT = (
+    "INSERT OR IGNORE INTO events (rowid, gen, name, app, server, at, id, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _where(bucket: str, name: str, app: str | None, server: str | None) -> tuple[str, list[object], str]:
@@ -266,13 +274,15 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
         # (executemany), which stalls behind the event loop. OR IGNORE on the (gen, at, id) unique
         # index makes re-sends no-ops; when some row was ignored, the batch is inserted again
         # one row at a time to count only the rows that went in.
+        seq = ingest_seq(conn)
         conn.execute("SAVEPOINT bulk")
-        if conn.execute(_BULK_INSERT, (gen, msgspec.json.encode(rows).decode())).rowcount == len(rows):
+        if conn.execute(_BULK_INSERT, (seq, gen, msgspec.json.encode(rows).decode())).rowcount == len(rows):
             inserted = rows
         else:
             conn.execute("ROLLBACK TO bulk")  # keeps the bucket's generation if this batch created it
-            inserted = [r for r in rows if conn.execute(_ROW_INSERT, (gen, *r)).rowcount == 1]
+            inserted = [r for i, r in enumerate(rows) if conn.execute(_ROW_INSERT, (seq + i + 1, gen, *r)).rowcount]
         conn.execute("RELEASE bulk")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('seq', ?)", (seq + len(rows),))
         counts = Counter((r[1], r[0]) for r in inserted)
         conn.executemany(
             "INSERT INTO event_keys VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
@@ -305,6 +315,31 @@ def connect(path: Path | str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def ingest_seq(conn: sqlite3.Connection) -> int:
+    """The last ingest position handed out (files from before the sequence: their last rowid)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
+    if row is not None:
+        return int(row[0])
+    return int(conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+
+
+def tail_sql(q: TailQuery, after: int, limit: int) -> tuple[str, list[object]]:
+    """Events ingested after position `after`, in ingest order: a rowid range, read forward."""
+    cond: list[str] = ["rowid > ?", f"gen = {_GEN}"]
+    args: list[object] = [after, q.bucket]
+    for column, value in (("name", q.name), ("app", q.app), ("server", q.server)):
+        if value is not None:
+            cond.append(f"{column} = {_KEY}")
+            args.append(value)
+    sql = f"SELECT rowid, id, name, app, server, at, data FROM events WHERE {' AND '.join(cond)} ORDER BY rowid LIMIT ?"
+    return sql, [*args, limit]
+
+
+def seq_position(seq: int) -> str:
+    """A tail position: zero-padded, so positions compare as strings as they do as numbers."""
+    return f"{seq:020d}"
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -573,6 +608,18 @@ class SQLiteStore(Store):
         sql, args = stats_sql(query, self._cutoff())
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [r[0] for r in rows]
+
+    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
+        def read(conn: sqlite3.Connection) -> tuple[list[tuple[str, StoredEvent]], str]:
+            if after is None:
+                return [], seq_position(ingest_seq(conn))
+            sql, args = tail_sql(q, int(after), limit)
+            rows = conn.execute(sql, args).fetchall()
+            v = self._names(conn, {k for r in rows for k in (r[2], r[3], r[4])})
+            out = [(seq_position(r[0]), StoredEvent(r[1], v[r[2]], v[r[3]], v[r[4]], r[5], Raw(r[6]))) for r in rows]
+            return out, out[-1][0] if out else after
+
+        return await self._read(read)
 
     async def buckets(self) -> list[str]:
         rows = await self._read(lambda c: c.execute("SELECT bucket_id FROM buckets ORDER BY 1").fetchall())

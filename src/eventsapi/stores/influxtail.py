@@ -1,0 +1,42 @@
+"""Live-tail positions on InfluxDB, shared by the influxql and influxdb2 stores.
+
+InfluxDB has no ingest order, so every point carries `ingested`, the time (ns) the service
+wrote its batch, and a tail follows (ingested, id). A poll asks for the points written in
+(last position, now - SETTLE] among those stamped within LOOKBACK of now: the SETTLE delay lets
+a write that began before a later one finish before the tail moves past it, and LOOKBACK bounds
+what a poll reads. An event stamped (`at`) more than LOOKBACK ago, or whose write took longer
+than SETTLE to become visible, is not seen by a live tail (docs/influx.md); every read route
+still returns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from eventsapi.values import StoredEvent
+
+SETTLE_NS = 500_000_000
+LOOKBACK_NS = 3600 * 10**9
+POSITION_PATTERN = r"\d{20}:.{0,128}"
+
+
+def position(ingested_ns: int, event_id: str = "") -> str:
+    """`ingested:id`, zero-padded: positions compare as strings as (ingested, id) do."""
+    return f"{ingested_ns:020d}:{event_id}"
+
+
+def since(after: str) -> tuple[int, str]:
+    stamp, _, event_id = after.partition(":")
+    return int(stamp), event_id
+
+
+def cut(
+    rows: Iterable[tuple[int, StoredEvent]], after: str, until_ns: int, limit: int
+) -> tuple[list[tuple[str, StoredEvent]], str]:
+    """The rows past `after` in (ingested, id) order, at most `limit`, and where to go on from."""
+    ordered = sorted(((position(t, e.id), e) for t, e in rows), key=lambda pe: pe[0])
+    out = [(p, e) for p, e in ordered if p > after][:limit]
+    if len(out) == limit:
+        return out, out[-1][0]  # more may wait at the same stamp: continue right after the last one
+    watermark = position(until_ns)
+    return out, max(after, out[-1][0] if out else after, watermark)
