@@ -67,6 +67,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 )
 def test_every_route(case: Any, live: tuple[str, str]) -> None:
     url, token = live
+    if case.operation.path.endswith("/stream"):
+        pytest.skip("an endless stream: tested in test_tail.py")
     chosen = INGEST_CHECKS if case.operation.path.endswith("/ingest") else CHECKS
     case.call_and_validate(base_url=url, headers={"Authorization": f"Bearer {token}"}, checks=chosen)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,19 +28,22 @@ from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
 from eventsapi.observability import Metrics, route_name
 from eventsapi.openapi import openapi_document
-from eventsapi.problems import Problem, problem_response
+from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores import open_store
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
+from eventsapi.tail import Dropped, TailHub
 from eventsapi.validation import (
     BUCKET_RE,
     check_bucket,
+    decode_body,
     loads,
     parse_delete,
     parse_ingest,
     parse_retrieve,
     parse_stats,
 )
+from eventsapi.values import TailQuery
 
 log = logging.getLogger("eventsapi")
 T = TypeVar("T")
@@ -52,6 +56,8 @@ ADMISSION = web.AppKey("admission", Admission)
 GUARD = web.AppKey("guard", CardinalityGuard)
 RATE = web.AppKey("rate", RateLimiter)
 RATE_HEADERS = web.RequestKey("rate_headers", dict)
+PRINCIPAL = web.RequestKey("principal", Principal)
+HUB = web.AppKey("hub", TailHub)
 RETRY_AFTER = "5"
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
@@ -119,6 +125,7 @@ async def _authorize(request: web.Request, scope: str) -> str:
     check_bucket(bucket)
     principal.require(bucket, scope)
     _take_rate(request, principal, bucket, scope)
+    request[PRINCIPAL] = principal
     return bucket
 
 
@@ -287,6 +294,34 @@ async def delete(request: web.Request) -> web.Response:
     return _json(wire.Deleted(bucket, True, count))
 
 
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: each newly ingested event as one message, `id:` its position; a
+    reconnect with Last-Event-ID resumes right after it (tail.py)."""
+    bucket = await _authorize(request, "events:read")
+    params = decode_body(dict(request.query), wire.TailParams)
+    query = TailQuery(bucket, params.event_name, params.app_name, params.server_name)
+    after = request.headers.get("Last-Event-ID") or None
+    if after is not None and not re.fullmatch(request.app[STORE].position_pattern, after):
+        raise ValidationProblem([{"field": "Last-Event-ID", "message": "not a position this service issued"}])
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer it
+    async with request.app[HUB].open(request[PRINCIPAL].sub, query, after) as events:
+        resp = web.StreamResponse(headers=headers)
+        resp.content_type = "text/event-stream"
+        await resp.prepare(request)
+        try:
+            await resp.write(b": live\n\n")
+            async for batch in events:
+                if batch is None:
+                    await resp.write(b": heartbeat\n\n")
+                    continue
+                await resp.write(
+                    b"".join(b"id: %s\ndata: %s\n\n" % (p.encode(), msgspec.json.encode(e)) for p, e in batch)
+                )
+        except (Dropped, ConnectionResetError):
+            pass  # a lagging or gone client: it reconnects with its Last-Event-ID
+        return resp
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -375,10 +410,12 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             log.warning("store not reachable at start-up: %s", exc)
         app[STORE] = s
         await _read_retention(app, s, settings)
+        app[HUB] = TailHub(s, settings.max_streams)
         app[GUARD] = CardinalityGuard(
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )
         yield
+        await app[HUB].close()
         await s.close()
 
     app.cleanup_ctx.append(store_ctx)
@@ -390,6 +427,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         app.router.add_get(f"{prefix}/eventsKeysByApp", keys_by_app),
         app.router.add_delete(f"{prefix}/events/delete_all", delete_all),
         app.router.add_post(f"{prefix}/events/delete", delete),
+        app.router.add_get(f"{prefix}/events/stream", stream),
         app.router.add_get("/api/bucket", list_buckets),
         app.router.add_get("/api/bucket/{id}", get_bucket),
         app.router.add_get("/api/openapi.json", openapi),

@@ -53,6 +53,7 @@ class Settings:
     retention_days: float | None = None
     public_url: str | None = None
     trust_forwarded: bool = False
+    max_streams: int = 20
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -239,6 +240,12 @@ SETTINGS: tuple[Setting, ...] = (
         "EVENTSAPI_TRUST_FORWARDED",
         _flag,
         "`1`: behind a proxy, take that base URL from `X-Forwarded-Proto` and `X-Forwarded-Host`",
+    ),
+    Setting(
+        "max_streams",
+        "EVENTSAPI_MAX_STREAMS",
+        _positive_int,
+        "live-tail streams (SSE and realtime) one token subject may hold open per process; more: 429",
     ),
     Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
     Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),

@@ -64,7 +64,14 @@ _SHAPES = (
     wire.DeleteBody,
     wire.Deleted,
     wire.Bucket,
+    wire.TailParams,
 )
+
+
+def _nullable_off(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: the field's, without its JSON null alternative."""
+    options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+    return options[0] if len(options) == 1 else {"anyOf": options}
 
 
 def _ref(shape: type) -> dict[str, str]:
@@ -232,6 +239,37 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                     "security": security,
                     "parameters": [_BUCKET_PARAM],
                     "responses": {"200": _ok("The bucket", _ref(wire.Bucket)), **_auth_errors()},
+                }
+            },
+            "/api/bucket/{id}/data/events/stream": {
+                "get": {
+                    "summary": "Live tail: newly ingested events as Server-Sent Events",
+                    "description": (
+                        "Each event is one message: `id:` its position, `data:` the event as retrieve returns "
+                        "it. Reconnecting with `Last-Event-ID` resumes right after that position. A comment "
+                        "line every 15 s keeps idle connections open."
+                    ),
+                    "security": security,
+                    "parameters": [
+                        _BUCKET_PARAM,
+                        *(
+                            {
+                                "name": name,
+                                "in": "query",
+                                "required": False,
+                                "schema": _nullable_off(schemas["TailParams"]["properties"][name]),
+                            }
+                            for name in ("event_name", "app_name", "server_name")
+                        ),
+                        {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "An endless event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_auth_errors(),
+                    },
                 }
             },
             "/api/openapi.json": {

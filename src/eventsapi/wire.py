@@ -74,6 +74,14 @@ class StatsBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     tz: Annotated[str, Meta(min_length=1, max_length=64, description="an IANA time zone that exists")] = "UTC"
 
 
+class TailParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query parameters of GET .../data/events/stream: what the live tail follows."""
+
+    event_name: Name | None = None
+    app_name: Name | None = None
+    server_name: ServerName | None = None
+
+
 class FlatEvent(msgspec.Struct, frozen=True):
     """An event to ingest, flat. Unknown fields are ignored."""
 
