@@ -35,7 +35,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
         db = "pm2_" + uuid.uuid4().hex[:10]
         influxd.query(f'CREATE DATABASE "{db}"')
         extra = ["--store", f"influxql://127.0.0.1:{influxd.port}/{db}"]
-    svc = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"}, *extra)
+    svc = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "1"}, *extra)
     svc.start()
     yield svc
     svc.close()
@@ -81,3 +81,50 @@ def test_pm2_js_api_reads_and_deletes_like_pm2_plus(service: Service) -> None:
                              "node": {"endpoints": {"web": base, "realtime": base}}}  # fmt: skip
     assert got["deleteAll"] == {"bucket_id": bucket, "deleted": True}
     assert got["after"] == []
+
+
+def test_pm2_js_api_realtime_feed_delivers_new_events(service: Service) -> None:
+    token = service.token("--sub", "live", "--bucket", "*", "--scope", "events:read events:write")
+    bucket = uuid.uuid4().hex[:24]
+    node = subprocess.Popen(
+        ["node", str(CLIENT / "realtime.js"), f"http://127.0.0.1:{service.port}", token, bucket, "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        assert node.stdout.readline().strip() == "ready", node.stderr.read() if node.stderr else ""
+        now = int(time.time() * 1000)
+        batch = [
+            {"event_name": "deploy", "app_name": "api", "server_name": "web-1", "at": now, "id": "a"},
+            {"event_name": "deploy", "app_name": "api", "server_name": "web-2", "at": now, "id": "b"},
+            {
+                "name": "restart",
+                "at": now - 120_000,
+                "data": {"x": 1},
+                "process": {"name": "worker", "server": "web-1"},
+            },
+        ]
+        status, _, _ = service.call("POST", f"/api/bucket/{bucket}/data/events/ingest", batch, token)
+        service.call("POST", "/api/bucket/other-bucket/data/events/ingest", batch[:1], token)
+        assert status == 200
+        assert node.wait(30) == 0, node.stderr.read() if node.stderr else ""
+        packets = [json.loads(line) for line in node.stdout.read().splitlines()]
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        for pipe in (node.stdout, node.stderr):
+            if pipe is not None:
+                pipe.close()
+    by_server = {p["server"]: p["events"] for p in packets}
+    assert sorted(by_server) == ["web-1", "web-2"]
+    assert [e["id"] for e in by_server["web-2"]] == ["b"]
+    # One batch: in ingest order on SQLite; on InfluxDB one write is one instant, ordered by id.
+    restart = next(e for e in by_server["web-1"] if e["event_name"] == "restart")
+    assert sorted(e["event_name"] for e in by_server["web-1"]) == ["deploy", "restart"]
+    assert restart["data"] == {"x": 1} and restart["app_name"] == "worker"
+    # The token rode in the URL, as PM2's protocol has it: the access log never shows it.
+    logs = service.logs()
+    assert '"path": "/primus"' in logs and token not in logs

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from eventsapi import wire
+from eventsapi import realtime, wire
 from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.cardinality import CardinalityGuard
@@ -322,6 +322,10 @@ async def stream(request: web.Request) -> web.StreamResponse:
         return resp
 
 
+async def primus(request: web.Request) -> web.StreamResponse:
+    return await realtime.feed(request, request.app[AUTH], request.app[HUB])
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -432,6 +436,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         app.router.add_get("/api/bucket/{id}", get_bucket),
         app.router.add_get("/api/openapi.json", openapi),
     ]
+    app.router.add_get("/primus", primus)  # PM2's realtime feed (realtime.py)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -272,6 +272,30 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                     },
                 }
             },
+            "/primus": {
+                "get": {
+                    "summary": "PM2's realtime feed (WebSocket), as @pm2/js-api's realtime.subscribe opens it",
+                    "description": (
+                        'Upgrade to a WebSocket; send {"action": "sub", "public_id": BUCKET, "filters": '
+                        '["human:event"]}; newly ingested events arrive as {"data": ["human:event", '
+                        '{"server_name": S, "human:event": [events]}]}.'
+                    ),
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": True,
+                            "description": "the JWT (PM2's protocol puts it here; query strings are never logged)",
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "101": {"description": "Switching to the WebSocket protocol"},
+                        "400": _problem("Not a WebSocket upgrade request"),
+                        "401": _problem("Missing, malformed, expired or badly signed token, or no events:read"),
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",
