@@ -444,7 +444,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
             allow_credentials=False,
             expose_headers=("X-Next-Cursor", "Retry-After", "RateLimit", "RateLimit-Policy"),
-            allow_headers=("Authorization", "Content-Type", "Content-Encoding"),
+            allow_headers=("Authorization", "Content-Type", "Content-Encoding", "Last-Event-ID"),
             max_age=600,
         )
         cors = aiohttp_cors.setup(app, defaults={o: options for o in settings.cors_origins})
