@@ -207,3 +207,24 @@ def test_client_stalling_in_its_headers_is_disconnected(tmp_path: Path) -> None:
         assert svc.call("GET", "/healthz")[0] == 200
     finally:
         svc.stop()
+
+
+def test_sigterm_ends_live_tail_streams_at_once(service: Service) -> None:
+    """An open SSE stream does not hold shutdown up: the stream ends and the process exits."""
+    import socket
+
+    service.start()
+    token = service.token("--sub", "x", "--bucket", "b")
+    head = (
+        f"GET /api/bucket/b/data/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(head)
+        assert b"200 OK" in sock.recv(4096)
+        assert service.proc is not None
+        started = time.monotonic()
+        service.proc.send_signal(signal.SIGTERM)
+        while sock.recv(65536):  # the server ends the stream
+            pass
+        assert service.proc.wait(20) == 0
+        assert time.monotonic() - started < 10  # not the 30 s shutdown grace

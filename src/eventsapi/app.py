@@ -419,10 +419,17 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )
         yield
-        await app[HUB].close()
         await s.close()
 
     app.cleanup_ctx.append(store_ctx)
+
+    async def end_streams(app: web.Application) -> None:
+        # On SIGTERM, before in-flight requests are waited for: live-tail streams never finish
+        # by themselves, so they are ended here (their clients resume with Last-Event-ID).
+        if HUB in app:
+            await app[HUB].close()
+
+    app.on_shutdown.append(end_streams)
     prefix = "/api/bucket/{id}/data"
     routes = [
         app.router.add_post(f"{prefix}/events/ingest", ingest),

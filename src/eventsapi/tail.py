@@ -114,7 +114,8 @@ class TailHub:
     async def _deliver(self, poller: _Poller, sub: _Subscriber, after: str | None) -> Events:
         await poller.ready.wait()
         joined = poller.position
-        assert joined is not None
+        if joined is None or self._closing.is_set():  # shut down before the first read
+            return
         last = joined if after is None else after
         # Catch up from the subscriber's own position to where it joined the poller.
         while last < joined:
@@ -159,4 +160,5 @@ class TailHub:
                     sub.queue.put_nowait(None)
             if poller.task is not None:
                 poller.task.cancel()
+            poller.ready.set()  # wakes subscribers still waiting for the first read
         self._pollers.clear()
