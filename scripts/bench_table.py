@@ -31,7 +31,7 @@ def main() -> None:
     rows.append(
         f"| SQLite, 200k | ingest | {sv['ingest_events_per_s']:,.0f} ev/s | {en['ingest_events_per_s']:,.0f} ev/s "
         f"| {s2['ratios']['ingest_service_over_engine']:.2f} | ≥ 50,000 ev/s {ok(sv['ingest_events_per_s'] >= 50_000)} "
-        "| `./scripts/bench.sh sqlite --events 200000 --repeat 3` |"
+        f"| `./scripts/bench.sh sqlite --events 200000 --repeat {s2['config']['repeat']}` |"
     )
     sv, en = s1m["service"], s1m["engine"]
     cmd = "`./scripts/bench.sh sqlite --events 1000000 --delete`"
@@ -53,7 +53,7 @@ def main() -> None:
         f"| SQLite, 1M | peak RSS while ingesting | {rss / 2**20:.0f} MiB | | | < 300 MB {ok(rss < 300e6)} | {cmd} |"
     )
     sv, en = i2["service"], i2["engine"]
-    cmd = "`./scripts/bench.sh influxql --events 200000 --repeat 5`"
+    cmd = f"`./scripts/bench.sh influxql --events 200000 --repeat {i2['config']['repeat']}`"
     ratio = i2["ratios"]["ingest_service_over_engine"]
     rows.append(
         f"| InfluxDB 1.6, 200k | ingest | {sv['ingest_events_per_s']:,.0f} ev/s "
