@@ -90,34 +90,25 @@ def _port(raw: str) -> int:
     return value
 
 
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("a number of seconds > 0") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError("a number of seconds > 0")
-    return value
+def _number(unit: str, zero_ok: bool = False) -> Callable[[str], float]:
+    """A parser of finite numbers of `unit`, > 0 (or >= 0)."""
+    expected = f"a number of {unit} {'>= 0' if zero_ok else '> 0'}"
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            raise ValueError(expected)
+        return value
+
+    return parse
 
 
-def _seconds_or_zero(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("a number of seconds >= 0") from None
-    if not value >= 0 or value == float("inf"):
-        raise ValueError("a number of seconds >= 0")
-    return value
-
-
-def _days(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("a number of days > 0") from None
-    if not value > 0 or value == float("inf"):
-        raise ValueError("a number of days > 0")
-    return value
+_seconds = _number("seconds")
+_seconds_or_zero = _number("seconds", zero_ok=True)
+_days = _number("days")
 
 
 def _flag(raw: str) -> bool:

@@ -154,6 +154,19 @@ def scope_where(scope: DeleteScope) -> tuple[str, list[object]]:
     return " AND ".join(cond), args
 
 
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the writer's connection only)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _uncount(
     conn: sqlite3.Connection, gen: int, pairs: Iterable[tuple[int, int, int]], servers: Iterable[tuple[int, int]]
 ) -> None:
@@ -173,8 +186,7 @@ def purge_expired(conn: sqlite3.Connection, cutoff_ms: int, limit: int = PURGE_C
     """Delete up to `limit` events older than the retention, oldest first per bucket, in one
     short transaction (a chunk never stalls ingest for long); how many went."""
     gone = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for (gen,) in conn.execute("SELECT gen FROM buckets").fetchall():
             rows = conn.execute(
                 "SELECT rowid, app, name, server FROM events INDEXED BY events_by_at_id "
@@ -192,11 +204,6 @@ def purge_expired(conn: sqlite3.Connection, cutoff_ms: int, limit: int = PURGE_C
             gone += len(rows)
             if gone >= limit:
                 break
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return gone
 
 
@@ -204,11 +211,9 @@ def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
     """Delete a scope's events in one transaction, and take them off the key and server
     counts (a pair or server whose count reaches 0 is gone from eventsKeysByApp at once)."""
     where, args = scope_where(scope)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         gen = conn.execute("SELECT gen FROM buckets WHERE bucket_id = ?", (scope.bucket,)).fetchone()
         if gen is None:
-            conn.execute("COMMIT")
             return 0
         pairs = conn.execute(
             f"SELECT app, name, count(*) FROM events WHERE {where} GROUP BY app, name", args
@@ -216,11 +221,6 @@ def delete_scope(conn: sqlite3.Connection, scope: DeleteScope) -> int:
         servers = conn.execute(f"SELECT server, count(*) FROM events WHERE {where} GROUP BY server", args).fetchall()
         gone = conn.execute(f"DELETE FROM events WHERE {where}", args).rowcount
         _uncount(conn, gen[0], pairs, servers)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return gone
 
 
@@ -259,8 +259,7 @@ def intern(conn: sqlite3.Connection, values: set[str], cache: dict[str, int]) ->
 
 def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEvent], cache: dict[str, int]) -> None:
     """Insert a batch in one durable transaction: the whole write path of the store."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         row = conn.execute("SELECT gen FROM buckets WHERE bucket_id = ?", (bucket,)).fetchone()
         if row is None:
             gen = conn.execute("INSERT INTO generations (bucket_id) VALUES (?)", (bucket,)).lastrowid
@@ -292,11 +291,6 @@ def write_events(conn: sqlite3.Connection, bucket: str, events: Sequence[NewEven
             "INSERT INTO event_servers VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
             ((gen, server, n) for server, n in Counter(r[2] for r in inserted).items()),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def connect(path: Path | str) -> sqlite3.Connection:
@@ -496,13 +490,9 @@ class SQLiteStore(Store):
 
     async def delete_all(self, bucket: str) -> None:
         def detach(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(
-                f"UPDATE generations SET dead = 1 WHERE gen = {_GEN}",
-                (bucket,),
-            )
-            conn.execute("DELETE FROM buckets WHERE bucket_id = ?", (bucket,))
-            conn.execute("COMMIT")
+            with transaction(conn):
+                conn.execute(f"UPDATE generations SET dead = 1 WHERE gen = {_GEN}", (bucket,))
+                conn.execute("DELETE FROM buckets WHERE bucket_id = ?", (bucket,))
 
         await self._write(detach)
         self._purge_wakeup.set()
@@ -530,19 +520,13 @@ class SQLiteStore(Store):
             if row is None:
                 if not self._strings_stale:
                     return False
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(conn):
                     gone = purge_strings(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
                 self._keys.clear()  # the writer's cache may name deleted strings
                 self._strings_stale = gone == PURGE_CHUNK
                 return self._strings_stale
             gen = row[0]
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 cur = conn.execute(
                     "DELETE FROM events WHERE rowid IN "
                     "(SELECT rowid FROM events INDEXED BY events_by_at_id WHERE gen = ? LIMIT ?)",
@@ -553,10 +537,6 @@ class SQLiteStore(Store):
                     conn.execute("DELETE FROM event_servers WHERE gen = ?", (gen,))
                     conn.execute("DELETE FROM generations WHERE gen = ?", (gen,))
                     self._strings_stale = True
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return True
 
         while True:
