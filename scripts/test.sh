@@ -33,6 +33,11 @@ if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   (cd tests/flux && npm ci --no-audit --no-fund --silent)
 fi
+if [ ! -f integrations/pm2/node_modules/pm2/package.json ]; then
+  echo "== installing the PM2 module's packages (pm2, @pm2/io) with npm"
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  (cd integrations/pm2 && npm ci --no-audit --no-fund --silent)
+fi
 if [ ! -f tests/pm2js/node_modules/@pm2/js-api/package.json ]; then
   echo "== installing PM2's API client (@pm2/js-api) with npm"
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
