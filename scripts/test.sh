@@ -33,6 +33,10 @@ if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   (cd tests/flux && npm ci --no-audit --no-fund --silent)
 fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "== installing Debian's chromium and chromium-driver for the dashboard tests"
+  apt_install chromium chromium-driver
+fi
 if [ ! -f integrations/pm2/node_modules/pm2/package.json ]; then
   echo "== installing the PM2 module's packages (pm2, @pm2/io) with npm"
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm

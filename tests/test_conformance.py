@@ -811,6 +811,18 @@ async def test_server_header_names_no_versions(api: Api, bucket: str) -> None:
         assert resp.headers["Server"] == "eventsapi"
 
 
+async def test_dashboard_page_is_served_with_a_strict_policy(api: Api) -> None:
+    page = await api.request("GET", "/", headers={})
+    assert page.status == 200 and page.content_type == "text/html"
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "<script" in await page.text() and "<script>" not in await page.text()  # no inline script
+    js = await api.request("GET", "/ui/app.js", headers={})
+    assert js.status == 200 and js.content_type == "text/javascript"
+    for bad in ("/ui/..%2Fapp.py", "/ui/index.html", "/ui/nope.js"):
+        assert (await api.request("GET", bad, headers={})).status == 404
+
+
 async def test_health_ready_metrics_openapi(api: Api, bucket: str) -> None:
     assert (await api.request("GET", "/healthz", headers={})).status == 200
     assert (await api.request("GET", "/readyz", headers={})).status == 200

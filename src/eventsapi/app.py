@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import aiohttp_cors
@@ -326,6 +327,31 @@ async def primus(request: web.Request) -> web.StreamResponse:
     return await realtime.feed(request, request.app[AUTH], request.app[HUB])
 
 
+DASHBOARD = Path(__file__).parent / "dashboard"
+ASSETS = {"app.js": "text/javascript", "histogram.js": "text/javascript", "style.css": "text/css"}
+# The page runs only its own scripts and styles and talks only to this origin.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DASHBOARD / "index.html", headers={**PAGE_HEADERS, "Content-Type": "text/html"})
+
+
+async def asset(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    if name not in ASSETS:  # only the dashboard's own files, never a path
+        raise web.HTTPNotFound()
+    return web.FileResponse(DASHBOARD / name, headers={**PAGE_HEADERS, "Content-Type": ASSETS[name]})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return _json({"status": "ok"})
 
@@ -444,6 +470,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         app.router.add_get("/api/openapi.json", openapi),
     ]
     app.router.add_get("/primus", primus)  # PM2's realtime feed (realtime.py)
+    app.router.add_get("/", dashboard)
+    app.router.add_get("/ui/{name}", asset)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -296,6 +296,30 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                     },
                 }
             },
+            "/": {
+                "get": {
+                    "summary": "The dashboard (HTML; its scripts under /ui/)",
+                    "responses": {
+                        "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}
+                    },
+                }
+            },
+            "/ui/{name}": {
+                "get": {
+                    "summary": "The dashboard's scripts and styles",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {
+                        "200": {
+                            "description": "The file",
+                            "content": {
+                                "text/javascript": {"schema": {"type": "string"}},
+                                "text/css": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "404": _problem("No such file"),
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",
