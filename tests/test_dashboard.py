@@ -126,5 +126,12 @@ def test_dashboard_shows_events_distribution_and_live_tail(browser: Any, tmp_pat
         assert not any(token in u for u in urls)
         assert browser.execute_script("return sessionStorage.getItem('eventsapi.token')") == token
         assert token not in browser.execute_script("return document.cookie + localStorage.length")
+        # A token the service refuses (401) sends back to sign-in.
+        browser.execute_script(
+            "sessionStorage.setItem('eventsapi.token', 'expired');"
+            "const tz = document.getElementById('tz'); tz.value = 'UTC'; tz.dispatchEvent(new Event('change'))"
+        )
+        wait.until(lambda d: by("token-input").is_displayed())
+        assert browser.execute_script("return sessionStorage.getItem('eventsapi.token')") is None
     finally:
         service.close()
