@@ -1,0 +1,299 @@
+"""eventsapi.client: send events from a Python program, and read them back.
+
+    from eventsapi.client import EventsClient
+    with EventsClient("http://127.0.0.1:8080", token, "app1", app="api") as events:
+        events.emit("deploy", {"rev": "abc"})
+
+`emit` only buffers: a background flush sends batches (by size, `max_batch`, and by time,
+`flush_interval`), gzip-compressed. Every event gets its id and `at` when it is emitted, so a
+batch sent again after a lost answer, a 429, a 503 or a restart of the service stores nothing
+twice (docs/api.md §5.1). Retries back off with jitter and honour `Retry-After`; a batch the
+service refuses as invalid is dropped and counted. The buffer is bounded (`max_buffer`): past
+it `emit` drops the oldest events and counts them, or, with `block=True`, waits for room.
+Nothing buffered is lost while the service restarts: it waits in the buffer until acknowledged.
+
+`AsyncEventsClient` is the asyncio twin (`await events.emit(...)`); `EventsClient` runs one on
+a background thread. Both have the query helpers: `retrieve` (every page, through cursors),
+`stats`, `keys`, `delete_all`. No dependency beyond the service's own (aiohttp).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import gzip
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+class EventsError(Exception):
+    """The service answered a query with an error (its problem+json detail)."""
+
+
+@dataclass
+class Counters:
+    sent: int = 0  # acknowledged by the service
+    rejected: int = 0  # refused one by one by the service (reasons were logged by it)
+    dropped: int = 0  # dropped here: the buffer was full, or the service refused a whole batch
+    retried: int = 0  # batches sent again
+
+
+class AsyncEventsClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        bucket: str,
+        *,
+        app: str | None = None,
+        server: str | None = None,
+        flush_interval: float = 1.0,
+        max_batch: int = 500,
+        max_buffer: int = 100_000,
+        block: bool = False,
+        timeout: float = 30.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.base = f"{url.rstrip('/')}/api/bucket/{bucket}/data"
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.app, self.server = app, server
+        self.flush_interval, self.max_batch, self.max_buffer = flush_interval, max_batch, max_buffer
+        self.block = block
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_backoff = max_backoff
+        self.counters = Counters()
+        # Appended to from any thread (deque appends are atomic); taken from by the flusher only.
+        self._buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self._session: aiohttp.ClientSession | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._closing = False
+
+    # -- producing -------------------------------------------------------------------------
+
+    def _event(
+        self, name: str, data: dict[str, Any] | None, app: str | None, server: str | None, at: int | None
+    ) -> dict[str, Any]:
+        app = app or self.app
+        if not app:
+            raise ValueError("emit needs an app (app=..., or the client's app)")
+        event = {
+            "id": uuid.uuid4().hex,  # given once: a retry can never store it twice
+            "event_name": name,
+            "app_name": app,
+            "at": int(time.time() * 1000) if at is None else at,  # with the id, the event's identity
+            "data": data or {},
+        }
+        if server or self.server:
+            event["server_name"] = server or self.server
+        return event
+
+    def _append(self, event: dict[str, Any]) -> bool:
+        """Buffer one event; False when the buffer is full and the caller should wait."""
+        if len(self._buffer) >= self.max_buffer:
+            if self.block:
+                return False
+            self._buffer.popleft()
+            self.counters.dropped += 1
+        self._buffer.append(event)
+        return True
+
+    async def emit(
+        self, name: str, data: dict[str, Any] | None = None, *, app: str | None = None,
+        server: str | None = None, at: int | None = None,
+    ) -> None:  # fmt: skip
+        event = self._event(name, data, app, server, at)
+        self._start()
+        while not self._append(event):
+            await asyncio.sleep(0.01)  # block=True: wait for the flusher to make room
+        if len(self._buffer) >= self.max_batch and self._wake is not None:
+            self._wake.set()
+
+    def _start(self) -> None:
+        if self._flusher is None:
+            self._wake = asyncio.Event()
+            self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send everything buffered; return once the service acknowledged it (retrying)."""
+        failures = 0
+        while self._buffer:
+            batch = [self._buffer[i] for i in range(min(self.max_batch, len(self._buffer)))]
+            wait = await self._send(batch)
+            if wait is None:
+                for _ in batch:
+                    self._buffer.popleft()
+                failures = 0
+                continue
+            failures += 1
+            self.counters.retried += 1
+            backoff = min(self.max_backoff, 0.2 * 2**failures) * (0.5 + random.random() / 2)
+            await asyncio.sleep(max(wait, backoff) if wait > 0 else backoff)
+
+    async def _send(self, batch: list[dict[str, Any]]) -> float | None:
+        """None when the batch is done with; else seconds the service asked to wait (0: none)."""
+        body = gzip.compress(json.dumps(batch, separators=(",", ":")).encode(), compresslevel=5)
+        headers = {**self.headers, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+        try:
+            async with self._http().post(f"{self.base}/events/ingest", data=body, headers=headers) as resp:
+                if resp.status == 200:
+                    answer = await resp.json()
+                    self.counters.rejected += len(answer.get("rejected", []))
+                    self.counters.sent += answer.get("accepted", 0)
+                    return None
+                if resp.status in RETRY_STATUSES:
+                    retry_after = resp.headers.get("Retry-After", "")
+                    return float(retry_after) if retry_after.isdigit() else 0.0
+                self.counters.dropped += len(batch)  # invalid as a whole: sending it again cannot help
+                return None
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return 0.0
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Send what is buffered (giving up after `timeout` seconds, if given: what is left is
+        counted as dropped), then release the connection."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            await asyncio.wait_for(self.flush(), timeout)
+        except TimeoutError:
+            self.counters.dropped += len(self._buffer)
+            self._buffer.clear()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> AsyncEventsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- querying --------------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, body: Any = None) -> tuple[Any, dict[str, str]]:
+        async with self._http().request(method, self.base + path, json=body, headers=self.headers) as resp:
+            payload = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise EventsError(payload.get("detail") if isinstance(payload, dict) else str(resp.status))
+            return payload, dict(resp.headers)
+
+    async def retrieve(
+        self, event_name: str, *, page_size: int = 1000, **filters: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every event of a name, newest first, following the cursors to the last page."""
+        body: dict[str, Any] = {"event_name": event_name, "limit": page_size, **filters}
+        while True:
+            rows, headers = await self._call("POST", "/events", body)
+            for row in rows:
+                yield row
+            cursor = headers.get("X-Next-Cursor")
+            if not cursor:
+                return
+            body = {**body, "cursor": cursor, "offset": 0}
+
+    async def stats(self, event_name: str, **params: Any) -> list[list[int]]:
+        rows, _ = await self._call("POST", "/events/stats", {"event_name": event_name, **params})
+        return rows  # type: ignore[no-any-return]
+
+    async def keys(self) -> list[dict[str, Any]]:
+        rows, _ = await self._call("GET", "/eventsKeysByApp")
+        return rows  # type: ignore[no-any-return]
+
+    async def delete_all(self) -> None:
+        await self._call("DELETE", "/events/delete_all")
+
+
+class EventsClient:
+    """The same, for code without an event loop: an AsyncEventsClient on a background thread."""
+
+    def __init__(self, url: str, token: str, bucket: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="eventsapi-client", daemon=True)
+        self._thread.start()
+        self._client: AsyncEventsClient = self._run(self._make(url, token, bucket, options))
+
+    async def _make(self, url: str, token: str, bucket: str, options: dict[str, Any]) -> AsyncEventsClient:
+        client = AsyncEventsClient(url, token, bucket, **options)
+        client._start()
+        return client
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def counters(self) -> Counters:
+        return self._client.counters
+
+    def emit(
+        self, name: str, data: dict[str, Any] | None = None, *, app: str | None = None,
+        server: str | None = None, at: int | None = None,
+    ) -> None:  # fmt: skip
+        event = self._client._event(name, data, app, server, at)
+        while not self._client._append(event):  # block=True and full: wait for room
+            time.sleep(0.01)
+        if len(self._client._buffer) >= self._client.max_batch and self._client._wake is not None:
+            self._loop.call_soon_threadsafe(self._client._wake.set)
+
+    def flush(self) -> None:
+        self._run(self._client.flush())
+
+    def retrieve(self, event_name: str, **filters: Any) -> Iterator[dict[str, Any]]:
+        pages = self._client.retrieve(event_name, **filters)
+
+        async def following() -> dict[str, Any]:
+            return await anext(pages)
+
+        while True:
+            try:
+                yield self._run(following())
+            except StopAsyncIteration:
+                return
+
+    def stats(self, event_name: str, **params: Any) -> list[list[int]]:
+        return self._run(self._client.stats(event_name, **params))  # type: ignore[no-any-return]
+
+    def keys(self) -> list[dict[str, Any]]:
+        return self._run(self._client.keys())  # type: ignore[no-any-return]
+
+    def delete_all(self) -> None:
+        self._run(self._client.delete_all())
+
+    def close(self, timeout: float | None = None) -> None:
+        self._run(self._client.close(timeout))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> EventsClient:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
