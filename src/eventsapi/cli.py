@@ -20,7 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from eventsapi.observability import JSONAccessLogger
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    settings = load_settings(host=args.host, port=args.port, store_url=args.store)
+    settings = load_settings(host=args.host, port=args.port, store_url=args.store, workers=args.workers)
     settings, source = ensure_secret(settings)
     store_url = settings.resolved_store_url()
     try:
@@ -35,6 +35,14 @@ def _serve(args: argparse.Namespace) -> int:
         )
     elif source == "file":
         log.info("using the JWT secret in %s", settings.data_dir / "jwt-secret")
+    if settings.workers > 1:
+        from eventsapi.workers import run_workers
+
+        log.info("starting %d workers on http://%s:%d", settings.workers, settings.host, settings.port)
+        serve_args = [a for a in ("--host", settings.host, "--port", str(settings.port))]
+        if args.store:
+            serve_args += ["--store", args.store]
+        return run_workers(settings.workers, serve_args)
     log.info(
         "eventsapi listening on http://%s:%d, store %s",
         settings.host,
@@ -57,8 +65,21 @@ def _serve(args: argparse.Namespace) -> int:
         # Also closes a connection that sends no complete request head within this time.
         keepalive_timeout=settings.keepalive_timeout,
         print=None,
+        reuse_port=settings.reuse_port or None,
     )
     return 0
+
+
+def _workers_arg(value: str) -> int:
+    from eventsapi.config import SETTINGS
+
+    parse = next(s.parse for s in SETTINGS if s.field == "workers")
+    try:
+        count = parse(value)
+        assert isinstance(count, int)
+        return count
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected {exc}") from None
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -114,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument(
+        "--workers", type=lambda v: _workers_arg(v), default=None, help="worker processes (a number, or auto)"
+    )
     serve.add_argument(
         "--store",
         default=None,

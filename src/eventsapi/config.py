@@ -28,6 +28,8 @@ class ConfigError(Exception):
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
+    reuse_port: bool = False
     store_url: str = ""  # empty: SQLite in data_dir
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     jwt_secret: str | None = field(default=None, repr=False)
@@ -111,6 +113,12 @@ _seconds_or_zero = _number("seconds", zero_ok=True)
 _days = _number("days")
 
 
+def _workers(raw: str) -> int:
+    if raw.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    return _positive_int(raw)
+
+
 def _flag(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -175,6 +183,14 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "EVENTSAPI_HOST", _text, "bind address", flag="--host"),
     Setting("port", "EVENTSAPI_PORT", _port, "port", flag="--port"),
+    Setting(
+        "workers",
+        "EVENTSAPI_WORKERS",
+        _workers,
+        "worker processes serving the port (`auto`: one per core); a parent restarts a worker that dies",
+        flag="--workers",
+    ),
+    Setting("reuse_port", "EVENTSAPI_REUSE_PORT", _flag, "bind with SO_REUSEPORT (set for the workers of `--workers`)"),
     Setting(
         "store_url",
         "EVENTSAPI_STORE",

@@ -4,44 +4,53 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        # process_resident_memory_bytes and friends: what operators (and `eventsapi bench`) watch.
-        ProcessCollector(registry=self.registry)
+        reg: CollectorRegistry | None = self.registry  # where the metrics below register
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Workers of `serve --workers N`: each writes its values to the shared directory and
+            # /metrics adds up every worker's (workers.py).
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            reg = None
+        else:
+            # process_resident_memory_bytes and friends: what operators (and `eventsapi bench`) watch.
+            ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "eventsapi_requests_total",
             "HTTP requests by route, method and status",
             ["route", "method", "status"],
-            registry=self.registry,
+            registry=reg,
         )
         self.latency = Histogram(
             "eventsapi_request_duration_seconds",
             "HTTP request latency by route",
             ["route"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
+            registry=reg,
         )
-        self.ingested = Counter("eventsapi_events_ingested_total", "Events accepted by ingest", registry=self.registry)
-        self.rejected = Counter("eventsapi_events_rejected_total", "Events rejected by ingest", registry=self.registry)
+        self.ingested = Counter("eventsapi_events_ingested_total", "Events accepted by ingest", registry=reg)
+        self.rejected = Counter("eventsapi_events_rejected_total", "Events rejected by ingest", registry=reg)
         self.rate_limited = Counter(
             "eventsapi_rate_limited_total",
             "Requests refused by EVENTSAPI_RATE_LIMITS",
             ["class"],
-            registry=self.registry,
+            registry=reg,
         )
         self.store_errors = Counter(
             "eventsapi_store_errors_total",
             "Store operations that failed or timed out",
             ["kind"],
-            registry=self.registry,
+            registry=reg,
         )
 
 
