@@ -161,12 +161,10 @@ class InfluxDB2Store(Store):
     position_pattern = influxtail.POSITION_PATTERN
 
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
-        now = time.time_ns()
-        until = now - influxtail.SETTLE_NS
         if after is None:
-            return [], influxtail.position(until)
-        since_ns, _ = influxtail.since(after)
-        text = flux.tail_query(self.bucket, q, now - influxtail.LOOKBACK_NS, now + FUTURE_NS, since_ns, until)
+            return [], influxtail.now_position()
+        lower, since, until = influxtail.bounds(after)
+        text = flux.tail_query(self.bucket, q, lower, until + influxtail.SETTLE_NS + FUTURE_NS, since, until)
         rows = [(int(v["ingested"]), record_event(v)) for v in await self._query(text)]
         return influxtail.cut(rows, after, until, limit)
 

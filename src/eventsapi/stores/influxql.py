@@ -225,12 +225,10 @@ class InfluxQLStore(Store):
     position_pattern = influxtail.POSITION_PATTERN
 
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
-        now = time.time_ns()
-        until = now - influxtail.SETTLE_NS
         if after is None:
-            return [], influxtail.position(until)
-        since_ns, _ = influxtail.since(after)
-        series = await self.query(*text.tail_query(q, now - influxtail.LOOKBACK_NS, since_ns, until))
+            return [], influxtail.now_position()
+        lower, since, until = influxtail.bounds(after)
+        series = await self.query(*text.tail_query(q, lower, since, until))
         tag = TagDecoder()
         rows: list[tuple[int, StoredEvent]] = []
         for s in series:

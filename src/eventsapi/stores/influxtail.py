@@ -11,6 +11,7 @@ still returns it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from eventsapi.values import StoredEvent
@@ -25,9 +26,15 @@ def position(ingested_ns: int, event_id: str = "") -> str:
     return f"{ingested_ns:020d}:{event_id}"
 
 
-def since(after: str) -> tuple[int, str]:
-    stamp, _, event_id = after.partition(":")
-    return int(stamp), event_id
+def now_position() -> str:
+    """Where a tail that starts now begins: everything written from here on is new."""
+    return position(time.time_ns() - SETTLE_NS)
+
+
+def bounds(after: str) -> tuple[int, int, int]:
+    """(lower bound on the points' time, lower and upper bounds on `ingested`) for a poll."""
+    now = time.time_ns()
+    return now - LOOKBACK_NS, int(after.partition(":")[0]), now - SETTLE_NS
 
 
 def cut(
