@@ -17,6 +17,7 @@ does not grow with the offset.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Protocol
 
 from eventsapi.stores.lineprotocol import NS_PER_MS
@@ -59,6 +60,18 @@ def _floor_ms(ns: int) -> int:
 Position = tuple[int, tuple[int, str] | None]  # (upper bound in ns, (at, id) to continue after)
 
 
+def _windows(upper: int, lower: int, now_ns: int) -> Iterator[tuple[int, int]]:
+    """The widening windows [lo, hi) below `upper`, newest first: 1 h measured back from now
+    (not from the future-stamp slack above it), then x16 each, down to `lower`. Every bound is
+    a whole millisecond, so no millisecond is ever split between two windows."""
+    span = FIRST_SPAN_NS
+    while upper > lower:
+        lo = max(lower, _floor_ms(min(upper, now_ns) - span))
+        yield upper, lo
+        upper = lo
+        span *= GROWTH
+
+
 async def _skip(
     rows: Rows, skip: int, upper: int, lower: int, after: tuple[int, str] | None, now_ns: int
 ) -> Position | None:
@@ -72,16 +85,14 @@ async def _skip(
             return upper, (at, group[skip - 1]) if skip else after
         skip -= len(group)
         upper = min(upper, at * NS_PER_MS)
-    span = FIRST_SPAN_NS
-    while upper > lower:
-        lo = max(lower, _floor_ms(min(upper, now_ns) - span))
-        n = await rows.count(upper, lo)
+    for hi, lo in _windows(upper, lower, now_ns):
+        n = await rows.count(hi, lo)
         if n > skip:
-            t = await rows.nth_time(upper, lo, skip)
+            t = await rows.nth_time(hi, lo, skip)
             if t is None:  # rows vanished between the two reads (a delete): nothing to skip to
                 return None
             ms = t // NS_PER_MS
-            newer = await rows.count(upper, (ms + 1) * NS_PER_MS)
+            newer = await rows.count(hi, (ms + 1) * NS_PER_MS)
             inside = skip - newer  # rows of millisecond `ms` to skip, highest ids first
             top = (ms + 1) * NS_PER_MS
             if inside <= 0:
@@ -89,8 +100,6 @@ async def _skip(
             ids = sorted(await rows.millisecond_ids(ms), reverse=True)
             return top, (ms, ids[inside - 1]) if inside <= len(ids) else (ms, "")
         skip -= n
-        upper = lo
-        span *= GROWTH
     return None
 
 
@@ -110,11 +119,11 @@ async def page(q: EventQuery, now_ns: int, rows: Rows) -> list[StoredEvent]:
         if lower <= at * NS_PER_MS < upper:
             out = _order([r for r in await rows.millisecond(at) if r.id < last_id])
         upper = min(upper, at * NS_PER_MS)
-    span = FIRST_SPAN_NS
-    while len(out) < want and upper > lower:
-        lo = max(lower, _floor_ms(min(upper, now_ns) - span))
+    for hi, lo in _windows(upper, lower, now_ns):
+        if len(out) >= want:
+            break
         need = want - len(out)
-        got = await rows.newest(upper, lo, need + LOOKAHEAD)
+        got = await rows.newest(hi, lo, need + LOOKAHEAD)
         if len(got) > need:
             cut = got[need - 1].at
             if got[-1].at == cut:  # the page ends inside a run of one millisecond: read it whole
@@ -122,6 +131,4 @@ async def page(q: EventQuery, now_ns: int, rows: Rows) -> list[StoredEvent]:
             out += _order(got)
             break
         out += _order(got)
-        upper = lo
-        span *= GROWTH
     return out[:want]
