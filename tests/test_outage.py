@@ -233,3 +233,30 @@ async def test_sqlite_on_a_full_disk_at_start_recovers_when_space_is_freed(setti
         assert (await client.get("/readyz")).status == 200
     finally:
         await client.close()
+
+
+async def test_retention_is_read_once_influxd_is_back(settings: Settings, own_influxd: InfluxD) -> None:
+    """InfluxDB unreachable at start-up: its retention is read when it comes back, so old
+    events are then rejected one by one rather than failing a whole write."""
+    own_influxd.query('ALTER RETENTION POLICY "autogen" ON "outage" DURATION 1d SHARD DURATION 1h DEFAULT')
+    own_influxd.stop()
+    client = await _client(replace(settings, store_timeout=2.0), f"influxql://127.0.0.1:{own_influxd.port}/outage")
+    headers = {"Authorization": f"Bearer {make_token()}"}
+    try:
+        assert (await client.get("/readyz")).status == 503
+        own_influxd.start()
+        ready: dict[str, Any] = {}
+        for _ in range(100):  # a failed read is tried again after 5 s
+            resp = await client.get("/readyz")
+            ready = await resp.json(content_type=None)
+            if resp.status == 200 and ready["retention_days"] != "unknown":
+                break
+            await asyncio.sleep(0.2)
+        assert ready == {"status": "ready", "retention_days": 1}
+        week_old = {**EVENT, "at": int(time.time() * 1000) - 7 * 86_400_000}
+        resp = await client.post("/api/bucket/b/data/events/ingest", json=[week_old, EVENT], headers=headers)
+        answer = await resp.json()
+        assert resp.status == 200 and answer["accepted"] == 1
+        assert "retention (1 days)" in answer["rejected"][0]["error"]
+    finally:
+        await client.close()

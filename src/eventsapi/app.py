@@ -180,12 +180,12 @@ async def ingest(request: web.Request) -> web.Response:
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
     now_ms = int(time.time() * 1000)
     batch = parse_ingest(body, ndjson, settings.max_events, now_ms)
-    cutoff = request.app[RETENTION].cutoff_ms(now_ms)
+    await _read_retention(request.app)
+    retention = request.app[RETENTION]
+    cutoff = retention.cutoff_ms(now_ms)
     if cutoff is not None and batch.events:
-        days = request.app[RETENTION].days
-        old = {
-            i: f"at is older than the retention ({days:g} days)" for i, e in enumerate(batch.events) if e.at < cutoff
-        }
+        reason = f"at is older than the retention ({retention.describe()})"
+        old = {i: reason for i, e in enumerate(batch.events) if e.at < cutoff}
         if old:
             batch.reject(old)
     if batch.events:
@@ -266,8 +266,7 @@ def _public_base(request: web.Request) -> str:
     return f"{scheme}://{host}"
 
 
-def _bucket(request: web.Request, bucket: str) -> wire.Bucket:
-    base = _public_base(request)
+def _bucket(bucket: str, base: str) -> wire.Bucket:
     return wire.Bucket(bucket, bucket, bucket, wire.Node(wire.Endpoints(base, base)))
 
 
@@ -279,12 +278,13 @@ async def list_buckets(request: web.Request) -> web.Response:
     granted = sorted(b for b in principal.buckets if b != "*" and BUCKET_RE.fullmatch(b))
     if "*" in principal.buckets:
         granted = sorted(set(granted) | set(await _store_call(request, request.app[STORE].buckets())))
-    return _json([_bucket(request, b) for b in granted])
+    base = _public_base(request)
+    return _json([_bucket(b, base) for b in granted])
 
 
 async def get_bucket(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
-    return _json(_bucket(request, bucket))
+    return _json(_bucket(bucket, _public_base(request)))
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -361,6 +361,7 @@ async def readyz(request: web.Request) -> web.Response:
         await _store_call(request, request.app[STORE].ping())
     except StoreUnavailable:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
+    await _read_retention(request.app)
     retention = request.app[RETENTION]
     return _json({"status": "ready", "retention_days": retention.days if retention.known else "unknown"})
 
@@ -374,8 +375,9 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document(request.app[SETTINGS].max_events))
 
 
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    # aiohttp would announce its own and Python's versions; name the service only.
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every answer carries: the service's name (aiohttp would announce its own and
+    Python's versions) and, for rate-limited routes, the RateLimit fields."""
     response.headers["Server"] = "eventsapi"
     rate = request.get(RATE_HEADERS)
     if rate:
@@ -391,31 +393,40 @@ class Retention:
 
     days: float | None = None
     known: bool = False
+    next_try: float = 0.0  # monotonic time before which a failed read is not tried again
 
     def cutoff_ms(self, now_ms: int) -> int | None:
         return None if self.days is None else now_ms - int(self.days * 86_400_000)
+
+    def describe(self) -> str:
+        return "for ever" if self.days is None else f"{self.days:g} days"
 
 
 RETENTION = web.AppKey("retention", Retention)
 
 
-async def _read_retention(app: web.Application, store: Store, settings: Settings) -> None:
-    """Read the store's retention at start-up: log it, and warn when it differs from
+async def _read_retention(app: web.Application) -> None:
+    """Read the store's retention once it answers (at start-up, or later if it was not reachable
+    then, at most every RETRY_AFTER seconds): log it, and warn when it differs from
     EVENTSAPI_RETENTION_DAYS (on InfluxDB the engine's retention policy is what applies)."""
+    retention, settings, store = app[RETENTION], app[SETTINGS], app[STORE]
+    if retention.known or time.monotonic() < retention.next_try:
+        return
     try:
         async with asyncio.timeout(settings.store_timeout):
-            days = await store.retention_days()
+            retention.days = await store.retention_days()
     except (StoreUnavailable, TimeoutError) as exc:
+        retention.next_try = time.monotonic() + float(RETRY_AFTER)
         log.warning("could not read the store's retention: %s", exc)
         return
-    app[RETENTION].days, app[RETENTION].known = days, True
-    log.info("store %s keeps events %s", store.name, "for ever" if days is None else f"{days:g} days")
-    if settings.retention_days is not None and days != settings.retention_days:
+    retention.known = True
+    log.info("store %s keeps events %s", store.name, retention.describe())
+    if settings.retention_days is not None and retention.days != settings.retention_days:
         log.warning(
             "EVENTSAPI_RETENTION_DAYS=%g but the store keeps events %s; set the engine's retention to match "
             "(docs/influx.md)",
             settings.retention_days,
-            "for ever" if days is None else f"{days:g} days",
+            retention.describe(),
         )
 
 
@@ -428,7 +439,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app[RATE] = RateLimiter(settings.rate_limits)
     app[RETENTION] = Retention()
-    app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(_response_headers)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         s = store if store is not None else open_store(settings.resolved_store_url(), settings)
@@ -439,7 +450,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
         app[STORE] = s
-        await _read_retention(app, s, settings)
+        await _read_retention(app)
         app[HUB] = TailHub(s, settings.max_streams)
         app[GUARD] = CardinalityGuard(
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
