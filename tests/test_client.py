@@ -60,6 +60,25 @@ async def test_async_client_waits_out_rate_limits_and_pages_through(tmp_path: Pa
         service.close()
 
 
+async def test_concurrent_flushes_send_each_event_once_and_lose_none(tmp_path: Path) -> None:
+    # Seen in CI: the flush loop and a caller's flush() sent the same head batch and each then
+    # removed it from the buffer, so the batch behind it was never sent.
+    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
+    service.start()
+    try:
+        token = service.token("--sub", "p", "--bucket", "b", "--scope", "events:read events:write")
+        url = f"http://127.0.0.1:{service.port}"
+        async with AsyncEventsClient(url, token, "b", app="api", flush_interval=60, max_batch=100) as events:
+            for i in range(1000):
+                await events.emit("tick", {"i": i})
+            await asyncio.gather(events.flush(), events.flush(), events.flush())
+            assert events.counters.sent == 1000 and not events._buffer
+            got = [e async for e in events.retrieve("tick")]
+            assert sorted(e["data"]["i"] for e in got) == list(range(1000))
+    finally:
+        service.close()
+
+
 async def test_the_buffer_is_bounded() -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens: every send fails
     events = AsyncEventsClient(nowhere, "t", "b", app="api", max_buffer=10, flush_interval=60)

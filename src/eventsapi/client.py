@@ -74,8 +74,14 @@ class AsyncEventsClient:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.max_backoff = max_backoff
         self.counters = Counters()
-        # Appended to from any thread (deque appends are atomic); taken from by the flusher only.
+        # Appended to from any thread (deque appends are atomic); taken from by flush() only.
         self._buffer: collections.deque[dict[str, Any]] = collections.deque()
+        # The batch being sent: out of the buffer, so dropping the oldest buffered events can
+        # never remove one that is on the wire, and kept here until the service acknowledges it.
+        self._inflight: list[dict[str, Any]] = []
+        # The flush loop and a caller's flush() would otherwise send the same batch twice and
+        # then each remove it from the buffer: one sender at a time.
+        self._sending = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -136,19 +142,28 @@ class AsyncEventsClient:
 
     async def flush(self) -> None:
         """Send everything buffered; return once the service acknowledged it (retrying)."""
-        failures = 0
-        while self._buffer:
-            batch = [self._buffer[i] for i in range(min(self.max_batch, len(self._buffer)))]
-            wait = await self._send(batch)
-            if wait is None:
-                for _ in batch:
-                    self._buffer.popleft()
-                failures = 0
-                continue
-            failures += 1
-            self.counters.retried += 1
-            backoff = min(self.max_backoff, 0.2 * 2**failures) * (0.5 + random.random() / 2)
-            await asyncio.sleep(max(wait, backoff) if wait > 0 else backoff)
+        async with self._sending:
+            failures = 0
+            while self._inflight or self._buffer:
+                if not self._inflight:
+                    self._inflight = self._take(self.max_batch)
+                    continue
+                wait = await self._send(self._inflight)
+                if wait is None:
+                    self._inflight = []
+                    failures = 0
+                    continue
+                failures += 1
+                self.counters.retried += 1
+                backoff = min(self.max_backoff, 0.2 * 2**failures) * (0.5 + random.random() / 2)
+                await asyncio.sleep(max(wait, backoff) if wait > 0 else backoff)
+
+    def _take(self, n: int) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        with contextlib.suppress(IndexError):  # an emitting thread may have dropped the oldest
+            while len(batch) < n:
+                batch.append(self._buffer.popleft())
+        return batch
 
     async def _send(self, batch: list[dict[str, Any]]) -> float | None:
         """None when the batch is done with; else seconds the service asked to wait (0: none)."""
@@ -185,10 +200,12 @@ class AsyncEventsClient:
         try:
             await asyncio.wait_for(self.flush(), timeout)
         except TimeoutError:
-            self.counters.dropped += len(self._buffer)
+            self.counters.dropped += len(self._buffer) + len(self._inflight)
             self._buffer.clear()
-        if self._session is not None:
-            await self._session.close()
+            self._inflight = []
+        finally:
+            if self._session is not None:
+                await self._session.close()
 
     async def __aenter__(self) -> AsyncEventsClient:
         return self
