@@ -7,8 +7,10 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
@@ -16,7 +18,7 @@ from eventsapi.stores import influxql_text as ql
 from eventsapi.stores.lineprotocol import (
     decode_tag,
     encode_tag,
-    escape_field_string,
+    escape_field_strings,
     escape_tag,
     parse_series_key,
     render_lines,
@@ -123,7 +125,9 @@ def test_line_protocol_and_series_key_parse() -> None:
     key = "events," + line.split(" data=")[0].split("events,", 1)[1]
     assert parse_series_key(key) == {"app": "app\\", "bucket_id": "b1", "event_name": "a,b=c d", "server": ""}
     assert escape_tag("a b,c=d") == "a\\ b\\,c\\=d"
-    assert escape_field_string('x"\\') == '"x\\"\\\\"'
+    assert escape_field_strings(['x"\\', "", "\\\\"]) == ['x\\"\\\\', "", "\\\\\\\\"]
+    # A value holding the separator the batch escape uses falls back to one escape per value.
+    assert escape_field_strings(['a\x00"', "b"]) == ['a\x00\\"', "b"]
 
 
 def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:
@@ -145,13 +149,34 @@ def test_placement_gives_every_event_its_own_point() -> None:
     assert point_times([b], [(ta, "evt-86", "other", "a", "s")]) == [ta]
 
 
+def test_placement_fast_path_places_as_probing_does() -> None:
+    import random
+
+    from eventsapi.stores.placement import _probe
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        # Few ids, milliseconds and series, so that re-sends, shared first slots and taken
+        # points all occur; some batches have none of them and take the fast path.
+        n = rnd.randrange(1, 40)
+        ids = [f"evt-{rnd.choice([86, 1291, rnd.randrange(10**6)])}" for _ in range(n)]
+        events = [NewEvent(i, rnd.choice("nm"), "a", "s", rnd.choice([5, 6, rnd.randrange(10**4)]), "{}") for i in ids]
+        stored = [
+            (e.at * 1_000_000 + first_slot(e.id), e.id, e.name, e.app, e.server) for e in events if rnd.random() < 0.1
+        ]
+        occupied = (
+            [(rnd.choice([5_000_000 + first_slot("evt-86"), 7]), "other", "n", "a", "s")] if rnd.random() < 0.2 else []
+        )
+        assert place(events, stored + occupied) == _probe(events, stored + occupied)
+
+
 def test_placement_skips_what_is_stored_first_write_wins() -> None:
     e = NewEvent("x", "n", "a", "s", 5, '{"v":1}')
     stored = [(5_000_017, "x", "m", "b", "")]  # same at and id, in another series
     assert place([e], stored) == []
-    assert place([e, e._replace(data='{"v":2}')], ()) == [(e, point_times([e])[0])]
+    assert place([e, msgspec.structs.replace(e, data='{"v":2}')], ()) == [(e, point_times([e])[0])]
     # Same id at another millisecond: another event.
-    assert len(place([e._replace(at=6)], stored)) == 1
+    assert len(place([msgspec.structs.replace(e, at=6)], stored)) == 1
 
 
 def test_ms_ranges_merge_close_milliseconds_and_cap_the_count() -> None:
@@ -259,6 +284,69 @@ def test_ingest_ids_sort_in_batch_order() -> None:
     batch = parse_ingest(body, False, 10_000, now_ms=1_000)
     ids = [e.id for e in batch.events]
     assert ids == sorted(ids) and len(set(ids)) == 300
+
+
+_NOW = ms(2026, 6, 1)
+_ODD_EVENTS: list[object] = [
+    {"event_name": "e", "app_name": "a", "at": 1.5},
+    {"event_name": "e", "app_name": "a", "at": "2026-01-01T00:00:00Z"},
+    {"event_name": "e", "app_name": "a", "at": True},
+    {"event_name": "e", "app_name": "a", "at": -1},
+    {"event_name": "e", "app_name": "a", "at": _NOW + 25 * 3_600_000},
+    {"event_name": "e", "app_name": "a", "at": _NOW + 23 * 3_600_000},
+    {"event_name": "e", "app_name": "a", "at": None},
+    {"event_name": "e", "app_name": "a", "at": 10**30},
+    {"event_name": "", "app_name": "a"},
+    {"event_name": "x" * 256, "app_name": "a"},
+    {"event_name": "x" * 257, "app_name": "a"},
+    {"event_name": "é" * 256, "app_name": "a"},
+    {"event_name": "tab\there", "app_name": "a"},
+    {"event_name": "e", "app_name": "a\u2028"},
+    {"event_name": "e", "app_name": "a", "server_name": "s\x7f"},
+    {"event_name": "e", "app_name": "a", "server_name": ""},
+    {"event_name": "e", "app_name": "a", "server_name": None},
+    {"event_name": "e", "app_name": "a", "server_name": 5},
+    {"event_name": "e", "app_name": "a", "id": ""},
+    {"event_name": "e", "app_name": "a", "id": "i" * 128},
+    {"event_name": "e", "app_name": "a", "id": "i" * 129},
+    {"event_name": "e", "app_name": "a", "id": "nul\u0000"},
+    {"event_name": "e", "app_name": "a", "id": 7},
+    {"event_name": "e", "app_name": "a", "data": None},
+    {"event_name": "e", "app_name": "a", "data": []},
+    {"event_name": "e", "app_name": "a", "data": "text"},
+    {"event_name": "e", "app_name": "a", "data": {"k": '\\ " ü 😀'}},
+    {"event_name": "e", "app_name": "a", "data": {"big": "x" * 70_000}},
+    {"event_name": "e", "app_name": "a", "data": {"pretty": [1, 2]}, "_pretty": True},
+    {"event_name": None, "name": "deploy", "process": {"name": "api", "server": "web"}, "data": {}},
+    {"event_name": "e", "app_name": "a", "unknown": {"deep": [1]}},
+    {"event_name": 1, "app_name": "a"},
+    {"app_name": "a"},
+    *[{"event_name": h, "app_name": h, "server_name": h, "id": h, "data": {h: h}} for h in HOSTILE],
+]
+
+
+def _comparable(events: list[NewEvent], sent: list[dict[str, Any]]) -> list[tuple[object, ...]]:
+    # Server-made ids differ from call to call: compare that one was made.
+    given = {i.get("id") for i in sent}
+    return [(e.id if e.id in given else "made", e.name, e.app, e.server, e.at, e.data) for e in events]
+
+
+@pytest.mark.parametrize("odd", range(len(_ODD_EVENTS)))
+def test_the_typed_fast_path_accepts_exactly_what_the_general_path_does(odd: int) -> None:
+    # NDJSON always takes the general, event-by-event path; a JSON array first tries the typed
+    # one. Both must store (and reject) the same events, with and without valid neighbours.
+    event = dict(cast(dict[str, Any], _ODD_EVENTS[odd]))
+    pretty = bool(event.pop("_pretty", False))
+    valid = {"event_name": "ok", "app_name": "a", "id": "v", "at": 5, "data": {"n": 1}}
+    for items in ([event], [valid, event, valid | {"id": "w"}]):
+        # (A pretty-printed payload is stored compact: its NDJSON twin is sent compact.)
+        lines = [msgspec.json.encode(i).decode() if pretty else json.dumps(i) for i in items]
+        array = ("[" + ",".join(json.dumps(i, indent=2 if pretty else None) for i in items) + "]").encode()
+        fast = parse_ingest(array, False, 100, now_ms=_NOW)
+        general = parse_ingest("\n".join(lines).encode(), True, 100, now_ms=_NOW)
+
+        assert _comparable(fast.events, items) == _comparable(general.events, items)
+        assert [r.index for r in fast.rejected] == [r.index for r in general.rejected]
 
 
 def test_iso_times_with_offsets() -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, NamedTuple
+from typing import Annotated
 
 import msgspec
 
 _WIRE_NAMES = {"name": "event_name", "app": "app_name", "server": "server_name"}
 
 
-class NewEvent(NamedTuple):
-    """A validated event ready to store. `data` is the payload already serialised as JSON."""
+class NewEvent(msgspec.Struct, frozen=True, gc=False):
+    """A validated event ready to store. `data` is the payload already serialised as JSON.
+    A Struct, not a NamedTuple: made once per ingested event, and a NamedTuple's constructor
+    (Python code) cost 1.2 µs of the ~3 µs per event that validation takes."""
 
     id: str
     name: str

@@ -58,27 +58,36 @@ def escape_tag(encoded: str) -> str:
     return encoded.translate(_TAG_ESCAPE)
 
 
-def escape_field_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def escape_field_strings(values: list[str]) -> list[str]:
+    """The string-field escapes of many values (without the quotes), in one pass over all of
+    them instead of two calls per value. Values never hold NUL (names and ids exclude control
+    characters, JSON raw control characters), checked by the count of separators."""
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1:
+        return [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+    return joined.replace("\\", "\\\\").replace('"', '\\"').split("\x00")
 
 
 def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]], ingested_ns: int = 0) -> list[str]:
     """One line-protocol line per (event, point time in ns) (no trailing newline). `ingested`
     (an integer field) is when the service wrote the batch: what a live tail follows."""
+    if not placed:
+        return []
     stamp = f",ingested={int(ingested_ns)}i"
     b = escape_tag(encode_tag(bucket))
     prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line prefix
-    lines: list[str] = []
-    append = lines.append
-    for e, t in placed:
-        prefix = prefixes.get((e.name, e.app, e.server))
-        if prefix is None:
-            prefix = prefixes[(e.name, e.app, e.server)] = (
+    for e, _ in placed:
+        if (e.name, e.app, e.server) not in prefixes:
+            prefixes[(e.name, e.app, e.server)] = (
                 f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
                 f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="
             )
-        append(f"{prefix}{escape_field_string(e.data)},id={escape_field_string(e.id)}{stamp} {t}")
-    return lines
+    datas = escape_field_strings([e.data for e, _ in placed])
+    ids = escape_field_strings([e.id for e, _ in placed])
+    return [
+        f'{prefixes[(e.name, e.app, e.server)]}"{d}",id="{i}"{stamp} {t}'
+        for (e, t), d, i in zip(placed, datas, ids, strict=True)
+    ]
 
 
 def render_batches(

@@ -44,6 +44,22 @@ def first_slot(event_id: str) -> int:
 
 def place(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
     """(event, point time in ns) for each event of the batch that must be written."""
+    occupied = list(occupied)
+    ids = [e.id for e in events]
+    times = [e.at * NS_PER_MS + zlib.crc32(i.encode()) % NS_PER_MS for e, i in zip(events, ids, strict=True)]
+    # The common case, decided with sets of ids and times instead of a probe per event: no id
+    # twice in the batch or already stored, and no two first slots (of any series) alike or
+    # already taken. Then every event goes to its first slot, as the probing below would put it.
+    if (
+        len(set(ids)) == len(ids)
+        and len(set(times)) == len(times)
+        and not (occupied and ({p[1] for p in occupied} & set(ids) or {p[0] for p in occupied} & set(times)))
+    ):
+        return list(zip(events, times, strict=True))
+    return _probe(events, occupied)
+
+
+def _probe(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
     taken: set[tuple[str, str, str, int]] = set()
     stored: set[tuple[int, str]] = set()
     for t, event_id, name, app, server in occupied:
