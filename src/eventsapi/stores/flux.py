@@ -113,13 +113,12 @@ _NS = '  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n  |> keep(columns: [
 
 
 def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> str:
-    """Which points of the bucket exist in [lo_ms, hi_ms): ids and tags, never payloads."""
+    """Which points of the bucket exist in [lo_ms, hi_ms): time (ns) and id only."""
     return (
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(int(lo_ms) * 1_000_000)}, stop: {flux_time(int(hi_ms) * 1_000_000)})\n"
         f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
-        "  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n"
-        '  |> keep(columns: ["ns", "_value", "event_name", "app", "server"])\n'
+        f"{_NS}"
     )
 
 

@@ -21,7 +21,7 @@ from msgspec import Raw
 from eventsapi.config import Settings
 from eventsapi.stores import flux, influxtail
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
-from eventsapi.stores.lineprotocol import TagDecoder, decode_tag, render_batches
+from eventsapi.stores.lineprotocol import decode_tag, render_batches
 from eventsapi.stores.paging import FUTURE_NS, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
@@ -110,12 +110,7 @@ class InfluxDB2Store(Store):
             answers += await asyncio.gather(
                 *(self._query(flux.occupied_query(self.bucket, bucket, lo, hi)) for lo, hi in ranges[i : i + 8])
             )
-        tag = TagDecoder()
-        return [
-            (int(v["ns"]), v["_value"], tag(v["event_name"]), tag(v["app"]), tag(v["server"]))
-            for rows in answers
-            for v in rows
-        ]
+        return [(int(v["ns"]), v["_value"]) for rows in answers for v in rows]
 
     async def delete_all(self, bucket: str) -> None:
         await self.delete(DeleteScope(bucket))

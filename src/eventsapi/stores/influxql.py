@@ -162,17 +162,13 @@ class InfluxQLStore(Store):
         """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
         statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ms_ranges(ms)]
         out: list[OccupiedPoint] = []
-        tag = TagDecoder()
         # One request per group of statements: the params (the bucket) are the same for all.
         for i in range(0, len(statements), 16):
             group = statements[i : i + 16]
             for series in await self.query_many(";".join(q for q, _ in group), group[0][1]):
                 for s in series:
-                    cols = s["columns"]
-                    ix = [cols.index(c) for c in ("time", "id", "event_name", "app", "server")]
-                    for v in s["values"]:
-                        t, eid, name, app, server = (v[i] for i in ix)
-                        out.append((t, eid, tag(name), tag(app), tag(server)))
+                    t_ix, id_ix = s["columns"].index("time"), s["columns"].index("id")
+                    out += [(v[t_ix], v[id_ix]) for v in s["values"]]
         return out
 
     async def delete_all(self, bucket: str) -> None:

@@ -3,14 +3,17 @@
 InfluxDB keeps one point per (series, timestamp); a later write to the same point silently
 replaces the earlier one. An event's point time is its `at` (ms) x 10⁶ plus a *slot* in
 [0, 10⁶). Before a batch is written the store reads which points of the bucket already exist
-in the milliseconds the batch touches (only `id` and the tags, never payloads), and `place`
+in the milliseconds the batch touches (time and `id` only: no tags, no payloads), and `place`
 then decides, for each event of the batch:
 
 - an event whose (at, id) is already stored in the bucket, or came earlier in the batch, is
   not written (first write wins: a re-send is a no-op and never replaces what was stored,
   whatever its payload, name, app or server);
-- every other event takes the first slot of its series and millisecond that no point holds,
-  probing from a hash of its id.
+- every other event takes the first slot of its millisecond that no point of the bucket holds,
+  whatever its series, probing from a hash of its id. (Only a point of the same series could
+  be overwritten, but treating every series' times as taken lets the read skip the tags: on
+  InfluxDB 1.6, 1.3 ms of CPU instead of 19 ms for a range past the cached data, 45 instead
+  of 51 ms for a range holding 5,000 points. A bucket keeps 10⁶ slots per millisecond.)
 
 So distinct events never share a point, and a re-send never lands on another event's point.
 
@@ -30,12 +33,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from eventsapi.stores.lineprotocol import NS_PER_MS
 from eventsapi.values import NewEvent
 
-# (point time in ns, id, event name, app, server) of a point already in the store.
-OccupiedPoint = tuple[int, str, str, str, str]
+# (point time in ns, id) of a point already in the bucket.
+OccupiedPoint = tuple[int, str]
 
 
 class MillisecondFull(Exception):
-    """Every slot of one series' millisecond is taken (10⁶ events): nothing more fits there."""
+    """Every slot of one millisecond of a bucket is taken (10⁶ events): nothing more fits."""
 
 
 def first_slot(event_id: str) -> int:
@@ -48,22 +51,22 @@ def place(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list
     ids = [e.id for e in events]
     times = [e.at * NS_PER_MS + zlib.crc32(i.encode()) % NS_PER_MS for e, i in zip(events, ids, strict=True)]
     # The common case, decided with sets of ids and times instead of a probe per event: no id
-    # twice in the batch or already stored, and no two first slots (of any series) alike or
-    # already taken. Then every event goes to its first slot, as the probing below would put it.
+    # twice in the batch or already stored, and no two first slots alike or already taken.
+    # Then every event goes to its first slot, as the probing below would put it.
     if (
         len(set(ids)) == len(ids)
         and len(set(times)) == len(times)
-        and not (occupied and ({p[1] for p in occupied} & set(ids) or {p[0] for p in occupied} & set(times)))
+        and not (occupied and ({i for _, i in occupied} & set(ids) or {t for t, _ in occupied} & set(times)))
     ):
         return list(zip(events, times, strict=True))
     return _probe(events, occupied)
 
 
 def _probe(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
-    taken: set[tuple[str, str, str, int]] = set()
+    taken: set[int] = set()
     stored: set[tuple[int, str]] = set()
-    for t, event_id, name, app, server in occupied:
-        taken.add((name, app, server, t))
+    for t, event_id in occupied:
+        taken.add(t)
         stored.add((t // NS_PER_MS, event_id))
     out: list[tuple[NewEvent, int]] = []
     for e in events:
@@ -74,13 +77,12 @@ def _probe(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> lis
         base = e.at * NS_PER_MS
         s = first_slot(e.id)
         for _ in range(NS_PER_MS):
-            point = (e.name, e.app, e.server, base + s)
-            if point not in taken:
-                taken.add(point)
+            if base + s not in taken:
+                taken.add(base + s)
                 break
             s = (s + 1) % NS_PER_MS
         else:
-            raise MillisecondFull(f"no free point left in millisecond {e.at} of one series")
+            raise MillisecondFull(f"no free point left in millisecond {e.at} of the bucket")
         out.append((e, base + s))
     return out
 
