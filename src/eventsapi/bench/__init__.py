@@ -2,8 +2,9 @@
 same workload sent straight to the engine behind it, for service/engine ratios.
 
 Phases, each repeated `--repeat` times (medians reported):
-1. ingest N synthetic events with C concurrent producers in batches of B (bodies are built
-   before the clock starts, so the generator is not measured);
+1. ingest N synthetic events with C concurrent producers in batches of B, sent with
+   `eventsapi.client` (batches are made before the clock starts, so the generator is not
+   measured; the client's retries are);
 2. retrieve (newest 100), stats (2 days by minute) and eventsKeysByApp, sequentially, for
    p50/p95/p99 latency.
 The direct side (`--engine`) gets the same events in the same batches with the same

@@ -1,4 +1,4 @@
-"""The synthetic events a benchmark sends, and their request bodies."""
+"""The synthetic events a benchmark sends, and its batches of them."""
 
 from __future__ import annotations
 
@@ -50,7 +50,5 @@ class Workload:
         return [self.events[i : i + size] for i in range(0, len(self.events), size)]
 
     @staticmethod
-    def api_body(batch: Sequence[NewEvent]) -> bytes:
-        return msgspec.json.encode(
-            [wire.FlatEvent(e.name, e.app, e.server, e.at, msgspec.json.decode(e.data), e.id) for e in batch]
-        )
+    def flat_events(batch: Sequence[NewEvent]) -> list[wire.FlatEvent]:
+        return [wire.FlatEvent(e.name, e.app, e.server, e.at, msgspec.json.decode(e.data), e.id) for e in batch]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import threading
 import time
@@ -228,13 +227,14 @@ def stats_sql(q: StatsQuery, since: int = 0) -> tuple[str, list[object]]:
     """One index-range count per window; the windows come in as a JSON array of [start, end).
     Events before `since` (the retention's cutoff) are not counted."""
     where, args, index = _where(q.bucket, q.name, q.app, q.server)
-    bounds = [*q.starts, q.end]
-    windows = json.dumps([[max(bounds[i], since), bounds[i + 1]] for i in range(len(q.starts))])
+    # The bounds go in as one flat array, encoded in C, and each window's end is the next
+    # bound (lead): building 2,880 [start, end] pairs in Python took most of a stats call.
     sql = (
+        "WITH w AS (SELECT key, value AS lo, lead(value) OVER (ORDER BY key) AS hi FROM json_each(?)) "
         f"SELECT (SELECT count(*) FROM events INDEXED BY {index} WHERE {where} "
-        "AND at >= w.value ->> 0 AND at < w.value ->> 1) FROM json_each(?) w ORDER BY w.key"
+        "AND at >= max(w.lo, ?) AND at < w.hi) FROM w WHERE w.hi IS NOT NULL ORDER BY w.key"
     )
-    return sql, [*args, windows]
+    return sql, [msgspec.json.encode([*q.starts, q.end]).decode(), *args, since]
 
 
 def _select_in(conn: sqlite3.Connection, select: str, keys: Sequence[str] | Sequence[int]) -> Iterator[Any]:
