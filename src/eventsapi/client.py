@@ -156,8 +156,8 @@ class AsyncEventsClient:
     async def send(self, events: Sequence[Any]) -> None:
         """Send one batch now, past the buffer, retrying as `flush` does until the service
         acknowledges it: for a producer that batches itself (the benchmark does). Each event is a
-        dict or a `wire.FlatEvent`, with its `id` and `at` set, so that a retry stores nothing
-        twice."""
+        dict, a `wire.FlatEvent` or its JSON text as `msgspec.Raw`, with its `id` and `at` set,
+        so that a retry stores nothing twice."""
         await self._deliver(events)
 
     async def _deliver(self, batch: Sequence[Any]) -> None:

@@ -20,9 +20,10 @@ async def bench_service(
     base = f"{args.url.rstrip('/')}/api/bucket/{bucket}/data"
     headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
     # The load is what a Python producer sends: eventsapi.client, with its retries. Batches
-    # (ids and `at` included) are made before the clock starts, and not gzipped: on loopback
-    # compressing would only take CPU from the service being measured.
-    batches = [work.flat_events(b) for b in work.batches(args.batch)]
+    # (ids and `at` included) are made and each event encoded before the clock starts, as the
+    # engine side's line protocol is, and not gzipped: on loopback compressing would only take
+    # CPU from the service being measured.
+    batches = [work.encoded_events(b) for b in work.batches(args.batch)]
     client = AsyncEventsClient(args.url, args.token, bucket, compress=False, timeout=600, max_backoff=2)
 
     peak_rss = 0
