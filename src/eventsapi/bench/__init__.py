@@ -6,7 +6,8 @@ Phases, each repeated `--repeat` times (medians reported):
    `eventsapi.client` (batches are made before the clock starts, so the generator is not
    measured; the client's retries are);
 2. retrieve (newest 100), stats (2 days by minute) and eventsKeysByApp, sequentially, for
-   p50/p95/p99 latency.
+   p50/p95/p99 latency; with an engine, the service's and the engine's queries alternate call
+   by call, so both are timed under the same conditions.
 The direct side (`--engine`) gets the same events in the same batches with the same
 concurrency, as line protocol to InfluxDB's /write or as INSERTs into a SQLite file with the
 service's schema, and the equivalent queries.
@@ -27,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from eventsapi.bench.engines import bench_influxql, bench_sqlite
-from eventsapi.bench.measure import Progress, Side
+from eventsapi.bench.measure import Loaded, Progress, Side, percentiles, sample_sides
 from eventsapi.bench.service import bench_service
 from eventsapi.bench.workload import Workload
 
@@ -68,6 +69,21 @@ def _median_side(sides: list[Side]) -> dict[str, Any]:
     return out
 
 
+async def _time_queries(args: argparse.Namespace, loaded: list[Loaded], progress: Progress) -> None:
+    """Latency of each query kind on every side, the sides alternating call by call; then, with
+    --delete, each side's delete_all."""
+    for kind in ("retrieve", "stats", "keys"):
+        progress(f"{kind} latency")
+        samples = await sample_sides(args.queries, [side.queries[kind] for side in loaded])
+        for side, ms in zip(loaded, samples, strict=True):
+            side.side.latency_ms[kind] = percentiles(ms)
+    if args.delete:
+        for side in loaded:
+            started = time.perf_counter()
+            await side.delete()
+            side.side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
+
+
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(not args.json)
     services: list[Side] = []
@@ -78,14 +94,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             bucket = args.bucket or f"bench-{uuid.uuid4().hex[:10]}"
             progress(f"repeat {rep + 1}/{args.repeat}: generating {args.events} events")
             work = Workload.make(args, int(time.time() * 1000))
-            services.append(await bench_service(args, work, session, bucket, progress))
+            loaded = [await bench_service(args, work, session, bucket, progress)]
             if args.engine:
                 if args.engine.startswith("influxql://"):
-                    engines.append(await bench_influxql(args, work, session, bucket, progress))
+                    loaded.append(await bench_influxql(args, work, session, bucket, progress))
                 elif args.engine.startswith("sqlite://"):
-                    engines.append(await bench_sqlite(args, work, bucket, progress))
+                    loaded.append(await bench_sqlite(args, work, bucket, progress))
                 else:
                     raise SystemExit("--engine must be influxql://HOST:PORT/DB or sqlite:///PATH")
+            try:
+                await _time_queries(args, loaded, progress)
+            finally:
+                for side in loaded:
+                    await side.close()
+            services.append(loaded[0].side)
+            engines.extend(side.side for side in loaded[1:])
             progress(f"repeat {rep + 1}/{args.repeat} done", done=True)
     report: dict[str, Any] = {
         "config": {

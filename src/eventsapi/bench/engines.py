@@ -1,4 +1,5 @@
-"""The engine side of a benchmark: the same work sent straight to InfluxDB or SQLite."""
+"""The engine side of a benchmark: the same work sent straight to InfluxDB or SQLite, then
+the equivalent queries to time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from eventsapi.bench.measure import Progress, Side, percentiles, run_producers, sample
+from eventsapi.bench.measure import Loaded, Progress, Side, run_producers
 from eventsapi.bench.workload import Workload
 from eventsapi.stores import influxql_text
 from eventsapi.stores.lineprotocol import render_batches
@@ -22,7 +23,7 @@ from eventsapi.windows import window_starts
 
 async def bench_influxql(
     args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
-) -> Side:
+) -> Loaded:
     from urllib.parse import urlsplit
 
     parts = urlsplit(args.engine)
@@ -61,17 +62,13 @@ async def bench_influxql(
     async def keys(i: int) -> None:
         await query(*influxql_text.series_query(bucket))
 
-    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
-        progress(f"engine {name} latency")
-        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
-    if args.delete:
-        started = time.perf_counter()
+    async def delete_all() -> None:
         await query(*influxql_text.drop_query(bucket))
-        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
-    return side
+
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all)
 
 
-async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, progress: Progress) -> Side:
+async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, progress: Progress) -> Loaded:
     path = args.engine.split("sqlite://", 1)[1]
     conn = connect(path)  # the store's own settings and schema
     migrate(conn)
@@ -111,17 +108,15 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
             [bucket],
         )
 
-    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
-        progress(f"engine {name} latency")
-        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
-    if args.delete:
+    async def delete_all() -> None:
         # The plain-SQL equivalent of delete_all: delete the bucket's rows.
-        started = time.perf_counter()
         await asyncio.to_thread(
             lambda: conn.execute(
                 "DELETE FROM events WHERE gen = (SELECT gen FROM buckets WHERE bucket_id = ?)", [bucket]
             )
         )
-        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
-    conn.close()
-    return side
+
+    async def close() -> None:
+        conn.close()
+
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all, close)

@@ -58,13 +58,35 @@ async def run_producers(
     return time.perf_counter() - started
 
 
-async def sample(n: int, fn: Callable[[int], Awaitable[None]]) -> list[float]:
-    out = []
+Query = Callable[[int], Awaitable[None]]
+
+
+async def sample_sides(n: int, fns: list[Query]) -> list[list[float]]:
+    """n timed calls of each fn, alternating between them call by call, so that every side is
+    measured under the same conditions (the engine compacting what was just written, a noisy
+    neighbour) rather than one side first and the other after."""
+    out: list[list[float]] = [[] for _ in fns]
     for i in range(n):
-        t = time.perf_counter()
-        await fn(i)
-        out.append((time.perf_counter() - t) * 1000)
+        for fn, samples in zip(fns, out, strict=True):
+            t = time.perf_counter()
+            await fn(i)
+            samples.append((time.perf_counter() - t) * 1000)
     return out
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class Loaded:
+    """One side once its ingest is done: its figures so far, the queries to time on it (keys
+    retrieve, stats, keys), its delete_all, and what to release at the end."""
+
+    side: Side
+    queries: dict[str, Query]
+    delete: Callable[[], Awaitable[None]]
+    close: Callable[[], Awaitable[None]] = _nothing
 
 
 @dataclass

@@ -1,22 +1,21 @@
-"""The service side of a benchmark: ingest and queries through the HTTP API."""
+"""The service side of a benchmark: ingest through the HTTP API, then the queries to time."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
 
-from eventsapi.bench.measure import Progress, Side, percentiles, run_producers, sample
+from eventsapi.bench.measure import Loaded, Progress, Side, run_producers
 from eventsapi.bench.workload import Workload
 from eventsapi.client import AsyncEventsClient
 
 
 async def bench_service(
     args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
-) -> Side:
+) -> Loaded:
     base = f"{args.url.rstrip('/')}/api/bucket/{bucket}/data"
     headers = {"Authorization": f"Bearer {args.token}", "Content-Type": "application/json"}
     # The load is what a Python producer sends: eventsapi.client, with its retries. Batches
@@ -63,17 +62,13 @@ async def bench_service(
         async with session.get(f"{base}/eventsKeysByApp", headers=headers) as r:
             await r.read()
 
-    for name, fn in (("retrieve", retrieve), ("stats", stats), ("keys", keys)):
-        progress(f"service {name} latency")
-        side.latency_ms[name] = percentiles(await sample(args.queries, fn))
-    if args.delete:
-        started = time.perf_counter()
+    async def delete_all() -> None:
         async with session.delete(f"{base}/events/delete_all", headers=headers) as r:
             await r.read()
             if r.status != 200:
                 raise RuntimeError(f"delete_all answered {r.status}")
-        side.delete_ms = round((time.perf_counter() - started) * 1000, 2)
-    return side
+
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all)
 
 
 async def service_rss(args: argparse.Namespace, session: aiohttp.ClientSession) -> int | None:
