@@ -224,8 +224,9 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
             if fast is not None:
                 return IngestBatch(fast, [], list(range(len(fast))))
         try:
-            # Fast path: the whole array in one call. Any item that is not an event object
-            # fails it, and the slow path then decodes item by item to report each one.
+            # The general path: the whole array, loosely typed, in one call. Any item that is
+            # not an event object fails it, and the items are then decoded one by one so that
+            # each is reported.
             items = _BATCH.decode(body)
         except (msgspec.DecodeError, RecursionError):
             try:
