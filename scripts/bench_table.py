@@ -33,6 +33,11 @@ def command(mode: str, run: dict[str, Any], pinned: bool = False) -> str:
     return f"`{prefix}./scripts/bench.sh {mode} --events {c['events']}{extra}`"
 
 
+def ingest_row(label: str, run: dict[str, Any], ratio: float, target: str, met: bool, cmd: str) -> str:
+    sv, en = run["service"]["ingest_events_per_s"], run["engine"]["ingest_events_per_s"]
+    return f"| {label} | ingest | {sv:,.0f} ev/s | {en:,.0f} ev/s | {ratio:.2f} | {target} {ok(met)} | {cmd} |"
+
+
 def latency_rows(label: str, run: dict[str, Any], cmd: str) -> list[str]:
     """retrieve and stats p50 against issue 14's target: at most 1.2 times the engine's query + 2 ms."""
     rows = []
@@ -55,10 +60,7 @@ def main() -> None:
         ("SQLite, 1M", s1m, SQLITE_1M_INGEST_BEFORE),
     ):
         sv, en = run["service"]["ingest_events_per_s"], run["engine"]["ingest_events_per_s"]
-        rows.append(
-            f"| {label} | ingest | {sv:,.0f} ev/s | {en:,.0f} ev/s | {sv / en:.2f} "
-            f"| ≥ {target:,} ev/s {ok(sv >= target)} | {command('sqlite', run)} |"
-        )
+        rows.append(ingest_row(label, run, sv / en, f"≥ {target:,} ev/s", sv >= target, command("sqlite", run)))
     rows += latency_rows("SQLite, 200k", s2, command("sqlite", s2))
     cmd = command("sqlite", s1m)
     rows += latency_rows("SQLite, 1M", s1m, cmd)
@@ -79,12 +81,8 @@ def main() -> None:
         ("InfluxDB 1.6, 200k, cores shared", i2, False),
         ("InfluxDB 1.6, 200k, influxd on its own core", i2p, True),
     ):
-        sv, en = run["service"]["ingest_events_per_s"], run["engine"]["ingest_events_per_s"]
         ratio = run["ratios"]["ingest_service_over_engine"]
-        rows.append(
-            f"| {label} | ingest | {sv:,.0f} ev/s | {en:,.0f} ev/s | {ratio:.2f} | ≥ 0.7 × engine {ok(ratio >= 0.7)} "
-            f"| {command('influxql', run, pinned)} |"
-        )
+        rows.append(ingest_row(label, run, ratio, "≥ 0.7 × engine", ratio >= 0.7, command("influxql", run, pinned)))
     rows += latency_rows("InfluxDB 1.6, 200k", i2, command("influxql", i2))
     cmd = command("influxql", i1m)
     rows += latency_rows("InfluxDB 1.6, 1M", i1m, cmd)

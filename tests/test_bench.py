@@ -27,7 +27,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
                 "eventsapi",
                 "bench",
                 "--url",
-                f"http://127.0.0.1:{svc.port}",
+                svc.url,
                 "--token",
                 token,
                 "--events",

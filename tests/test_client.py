@@ -17,12 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_5000_events_across_a_restart_are_stored_exactly_once(tmp_path: Path) -> None:
-    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
-    service.start()
-    try:
+    with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"}) as service:
         token = service.token("--sub", "producer", "--bucket", "b", "--scope", "events:read events:write")
-        url = f"http://127.0.0.1:{service.port}"
-        with EventsClient(url, token, "b", app="api", flush_interval=0.05, max_batch=200, max_backoff=0.5) as events:
+        with EventsClient(
+            service.url, token, "b", app="api", flush_interval=0.05, max_batch=200, max_backoff=0.5
+        ) as events:
             for i in range(2500):
                 events.emit("tick", {"i": i})
             assert service.stop() == 0  # the service goes away with events still buffered
@@ -37,17 +36,12 @@ def test_5000_events_across_a_restart_are_stored_exactly_once(tmp_path: Path) ->
             assert events.counters.retried > 0
             assert sum(c for _, c in events.stats("tick", days=1, interval="hour")) == 5000
             assert events.keys() == [{"app_name": "api", "events": ["tick"]}]
-    finally:
-        service.close()
 
 
 async def test_async_client_waits_out_rate_limits_and_pages_through(tmp_path: Path) -> None:
-    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_RATE_LIMITS": "write=5/s:1"})
-    service.start()
-    try:
+    with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_RATE_LIMITS": "write=5/s:1"}) as service:
         token = service.token("--sub", "p", "--bucket", "b", "--scope", "events:read events:write events:delete")
-        url = f"http://127.0.0.1:{service.port}"
-        async with AsyncEventsClient(url, token, "b", app="api", flush_interval=0.01, max_batch=10) as events:
+        async with AsyncEventsClient(service.url, token, "b", app="api", flush_interval=0.01, max_batch=10) as events:
             for i in range(60):
                 await events.emit("deploy", {"i": i})
             await events.flush()
@@ -56,27 +50,20 @@ async def test_async_client_waits_out_rate_limits_and_pages_through(tmp_path: Pa
             assert sorted(e["data"]["i"] for e in got) == list(range(60))
             await events.delete_all()
             assert await events.keys() == []
-    finally:
-        service.close()
 
 
 async def test_concurrent_flushes_send_each_event_once_and_lose_none(tmp_path: Path) -> None:
     # Seen in CI: the flush loop and a caller's flush() sent the same head batch and each then
     # removed it from the buffer, so the batch behind it was never sent.
-    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
-    service.start()
-    try:
+    with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"}) as service:
         token = service.token("--sub", "p", "--bucket", "b", "--scope", "events:read events:write")
-        url = f"http://127.0.0.1:{service.port}"
-        async with AsyncEventsClient(url, token, "b", app="api", flush_interval=60, max_batch=100) as events:
+        async with AsyncEventsClient(service.url, token, "b", app="api", flush_interval=60, max_batch=100) as events:
             for i in range(1000):
                 await events.emit("tick", {"i": i})
             await asyncio.gather(events.flush(), events.flush(), events.flush())
             assert events.counters.sent == 1000 and not events._buffer
             got = [e async for e in events.retrieve("tick")]
             assert sorted(e["data"]["i"] for e in got) == list(range(1000))
-    finally:
-        service.close()
 
 
 async def test_the_buffer_is_bounded() -> None:

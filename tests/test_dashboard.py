@@ -61,7 +61,7 @@ def test_dashboard_shows_events_distribution_and_live_tail(browser: Any, tmp_pat
             for i in range(30)
         ] + [{"event_name": "restart", "app_name": "app-0", "at": now - 1000, "id": "r1"}]  # fmt: skip
         assert service.call("POST", "/api/bucket/prod/data/events/ingest", events, token)[0] == 200
-        base = f"http://127.0.0.1:{service.port}"
+        base = service.url
         wait = WebDriverWait(browser, 15)
 
         def by(testid: str) -> Any:

@@ -53,7 +53,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     svc = Service(tmp_path_factory.mktemp("fuzz"), {"EVENTSAPI_ACCESS_LOG": "0"})
     svc.start()
     token = svc.token("--sub", "fuzz", "--bucket", "*", "--scope", "events:read events:write events:delete")
-    yield f"http://127.0.0.1:{svc.port}", token
+    yield svc.url, token
     svc.stop()
 
 

@@ -32,7 +32,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
 
 async def test_readers_and_producers(service: Service) -> None:
     token = service.token("--sub", "load", "--bucket", "*", "--scope", "events:read events:write events:delete")
-    base = f"http://127.0.0.1:{service.port}/api/bucket/load/data"
+    base = f"{service.url}/api/bucket/load/data"
     headers = {"Authorization": f"Bearer {token}"}
     acked: list[str] = []
     errors: list[str] = []
@@ -114,7 +114,7 @@ async def test_heavy_histograms_are_admitted_within_a_memory_bound(service: Serv
     /healthz. (The figures are measured by the README's load command, not asserted here.)"""
     assert service.proc is not None
     token = service.token("--sub", "heavy", "--bucket", "*", "--scope", "events:read events:write")
-    url = f"http://127.0.0.1:{service.port}/api/bucket/heavy/data/events"
+    url = f"{service.url}/api/bucket/heavy/data/events"
     headers = {"Authorization": f"Bearer {token}"}
     statuses: list[int] = []
     peak = idle = rss_bytes(service.proc.pid)
@@ -135,7 +135,7 @@ async def test_heavy_histograms_are_admitted_within_a_memory_bound(service: Serv
         nonlocal peak
         while time.monotonic() < deadline:
             peak = max(peak, rss_bytes(service.proc.pid))  # type: ignore[union-attr]
-            async with session.get(f"http://127.0.0.1:{service.port}/healthz") as r:
+            async with session.get(f"{service.url}/healthz") as r:
                 assert r.status == 200
             await asyncio.sleep(0.05)
 

@@ -43,7 +43,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service]
 
 def run_client(service: Service, token: str, bucket: str, name: str) -> dict[str, Any]:
     out = subprocess.run(
-        ["node", str(CLIENT / "client.js"), f"http://127.0.0.1:{service.port}", token, bucket, name],
+        ["node", str(CLIENT / "client.js"), service.url, token, bucket, name],
         capture_output=True,
         text=True,
         timeout=60,
@@ -76,7 +76,7 @@ def test_pm2_js_api_reads_and_deletes_like_pm2_plus(service: Service) -> None:
         {"app_name": "api", "events": ["deploy"]},
         {"app_name": "worker", "events": ["restart"]},
     ]
-    base = f"http://127.0.0.1:{service.port}"
+    base = service.url
     assert got["bucket"] == {"_id": bucket, "name": bucket, "public_id": bucket,
                              "node": {"endpoints": {"web": base, "realtime": base}}}  # fmt: skip
     assert got["deleteAll"] == {"bucket_id": bucket, "deleted": True}
@@ -87,7 +87,7 @@ def test_pm2_js_api_realtime_feed_delivers_new_events(service: Service) -> None:
     token = service.token("--sub", "live", "--bucket", "*", "--scope", "events:read events:write")
     bucket = uuid.uuid4().hex[:24]
     node = subprocess.Popen(
-        ["node", str(CLIENT / "realtime.js"), f"http://127.0.0.1:{service.port}", token, bucket, "3"],
+        ["node", str(CLIENT / "realtime.js"), service.url, token, bucket, "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -64,7 +64,7 @@ def test_pm2_module_forwards_events_restarts_and_crashes(pm2: Callable[..., str]
     try:
         token = service.token("--sub", "pm2", "--bucket", "prod", "--scope", "events:read events:write")
         for key, value in (
-            ("url", f"http://127.0.0.1:{service.port}"),
+            ("url", service.url),
             ("token", token),
             ("bucket", "prod"),
             ("flush_ms", "200"),

@@ -26,6 +26,17 @@ class Service:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] | None = None
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def start(self) -> None:
         if self.log is not None:  # a restart: the earlier process's log is done
             self.log.close()
@@ -65,7 +76,7 @@ class Service:
         self, method: str, path: str, body: Any = None, token: str | None = None
     ) -> tuple[int, Any, dict[str, str]]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method)
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if token:
             req.add_header("Authorization", f"Bearer {token}")

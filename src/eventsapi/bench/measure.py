@@ -80,8 +80,8 @@ async def _nothing() -> None:
 
 @dataclass
 class Loaded:
-    """One side once its ingest is done: its figures so far, the queries to time on it (keys
-    retrieve, stats, keys), its delete_all, and what to release at the end."""
+    """One side once its ingest is done: its figures so far, the queries to time on it (by
+    kind: retrieve, stats, keys), its delete_all, and what to release at the end."""
 
     side: Side
     queries: dict[str, Query]
