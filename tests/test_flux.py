@@ -40,6 +40,8 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))
     texts.append(flux.retention_query(store_bucket))
+    texts.append(flux.keys_query(store_bucket, None))
+    texts.append(flux.keys_query(store_bucket, "0123456789abcdef"))
     return texts
 
 

@@ -142,20 +142,58 @@ async def test_bad_last_event_id_and_stream_limit(make_api: ApiFactory, store_se
         s.resp.close()
 
 
-async def test_a_lagging_subscriber_is_dropped(api: Api, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_lagging_subscriber_is_dropped(make_api: ApiFactory, store_settings: Any, bucket: str) -> None:
     """One that does not take its batches while others arrive is dropped (it would resume with
-    its last id), instead of the process holding them for it."""
+    its last id) once its backlog passes EVENTSAPI_STREAM_BYTES, instead of the process holding
+    them for it; what it held is let go at once and its connection is cut."""
+    from dataclasses import replace
+
     import eventsapi.tail
     from eventsapi.app import HUB
     from eventsapi.values import TailQuery
 
-    monkeypatch.setattr(eventsapi.tail, "QUEUE_BATCHES", 2)
+    api = await make_api(replace(store_settings, stream_bytes=20_000))
     hub = api.client.app[HUB]
-    async with hub.open("slow", TailQuery(bucket), None) as events:  # joined, and reads nothing
-        for i in range(5):
-            await api.ingest(bucket, [ev(i)])
-            await asyncio.sleep(0.4)  # one poll each: one batch each
+    cut: list[bool] = []
+    keeping_up = 0
+    async with hub.open("slow", TailQuery(bucket), None, on_drop=lambda: cut.append(True)) as events:
+        async with hub.open("quick", TailQuery(bucket), None) as quick:
+            reader = aiter(quick)
+            for i in range(6):  # ~5 KiB each: the slow one's backlog passes 20,000 bytes
+                await api.ingest(bucket, [{**ev(i), "data": {"pad": "x" * 5000}}])
+                async with asyncio.timeout(TIMEOUT):
+                    while not (batch := await anext(reader)):
+                        pass
+                keeping_up += len(batch)
+            assert cut == [True] and keeping_up == 6  # the other subscriber kept everything
+            assert hub.held_bytes == 0  # the slow one's backlog was let go, the quick one took its own
         with pytest.raises(eventsapi.tail.Dropped):
             async with asyncio.timeout(TIMEOUT):
                 async for _ in events:
                     pass
+
+
+async def test_a_resume_position_ahead_of_the_newest_event_is_400(api: Api, bucket: str) -> None:
+    await api.ingest(bucket, [ev(1)])
+    ahead = "99999999999999999999" if api.kind == "sqlite" else "99999999999999999999:x"
+    for position in (ahead, "1" * 25, ahead + "x"):
+        resp = await api.client.get(
+            f"/api/bucket/{bucket}/data/events/stream", headers={**api.auth(), "Last-Event-ID": position}
+        )
+        assert resp.status == 400, position
+        assert "Last-Event-ID" in (await resp.json())["errors"][0]["field"]
+
+
+async def test_a_stream_ends_when_its_token_expires(api: Api, bucket: str) -> None:
+    from support import make_token
+
+    api.token = make_token(ttl=2)
+    s = await open_stream(api, bucket)
+    try:
+        await api.ingest(bucket, [ev(1)])
+        assert [e["id"] for _, e in await s.messages(1)] == ["e1"]
+        async with asyncio.timeout(TIMEOUT):
+            rest = await s.resp.content.read()  # until the service ends the stream
+        assert b"event: end" in rest and b"token expired" in rest
+    finally:
+        s.resp.close()

@@ -7,6 +7,7 @@ Every request takes one path: handler → validated request (validation.py) → 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -27,13 +28,14 @@ from eventsapi.auth import Authenticator, Principal
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
+from eventsapi.keys import Keyring
 from eventsapi.observability import Metrics, route_name
 from eventsapi.openapi import openapi_document
 from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores import open_store
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
-from eventsapi.tail import Dropped, TailHub
+from eventsapi.tail import Dropped, Subscription, TailHub
 from eventsapi.validation import (
     BUCKET_RE,
     check_bucket,
@@ -305,26 +307,50 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if after is not None and not re.fullmatch(request.app[STORE].position_pattern, after):
         raise ValidationProblem([{"field": "Last-Event-ID", "message": "not a position this service issued"}])
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # proxies must not buffer it
-    async with request.app[HUB].open(request[PRINCIPAL].sub, query, after) as events:
+    principal = request[PRINCIPAL]
+    # A lagging client is cut off at once, even one stuck in a write it never reads.
+    cut = request.transport.abort if request.transport is not None else None
+    async with request.app[HUB].open(principal.sub, query, after, on_drop=cut) as events:
         resp = web.StreamResponse(headers=headers)
         resp.content_type = "text/event-stream"
         await resp.prepare(request)
-        try:
-            await resp.write(b": live\n\n")
-            async for batch in events:
-                if batch is None:
-                    await resp.write(b": heartbeat\n\n")
-                    continue
-                await resp.write(
-                    b"".join(b"id: %s\ndata: %s\n\n" % (p.encode(), msgspec.json.encode(e)) for p, e in batch)
-                )
-        except (Dropped, ConnectionResetError):
-            pass  # a lagging or gone client: it reconnects with its Last-Event-ID
+        async with _ends_with_credential(request, principal, events):
+            try:
+                await resp.write(b": live\n\n")
+                async for batch in events:
+                    if batch is None:
+                        await resp.write(b": heartbeat\n\n")
+                        continue
+                    await resp.write(
+                        b"".join(b"id: %s\ndata: %s\n\n" % (p.encode(), msgspec.json.encode(e)) for p, e in batch)
+                    )
+                if events.ended:  # the credential ended (or the service is stopping)
+                    await resp.write(b"event: end\ndata: %s\n\n" % msgspec.json.encode({"reason": events.ended}))
+            except (Dropped, ConnectionResetError):
+                pass  # a lagging or gone client: it reconnects with its Last-Event-ID
         return resp
 
 
+@contextlib.asynccontextmanager
+async def _ends_with_credential(
+    request: web.Request, principal: Principal, events: Subscription
+) -> AsyncIterator[None]:
+    """End a live subscription when its token expires or its key is revoked."""
+    watcher = asyncio.create_task(request.app[AUTH].until_invalid(principal))
+
+    def ended(task: asyncio.Task[str]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            events.end(task.result())
+
+    watcher.add_done_callback(ended)
+    try:
+        yield
+    finally:
+        watcher.cancel()
+
+
 async def primus(request: web.Request) -> web.StreamResponse:
-    return await realtime.feed(request, request.app[AUTH], request.app[HUB])
+    return await realtime.feed(request, request.app[AUTH], request.app[HUB], _ends_with_credential)
 
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -434,7 +460,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     """Build the application. The store is opened on start-up and closed on clean-up."""
     app = web.Application(middlewares=[problems_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
-    app[AUTH] = Authenticator(settings)
+    s = store if store is not None else open_store(settings.resolved_store_url(), settings)
+    app[STORE] = s
+    keyring = Keyring(s)
+    app[AUTH] = Authenticator(settings, keyring)
     app[METRICS] = Metrics()
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app[RATE] = RateLimiter(settings.rate_limits)
@@ -442,20 +471,25 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.on_response_prepare.append(_response_headers)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        s = store if store is not None else open_store(settings.resolved_store_url(), settings)
         try:
             async with asyncio.timeout(settings.store_timeout):
                 await s.open()
         except (StoreUnavailable, TimeoutError) as exc:
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
-        app[STORE] = s
         await _read_retention(app)
-        app[HUB] = TailHub(s, settings.max_streams)
+        app[HUB] = TailHub(
+            s, settings.max_streams, settings.stream_bytes, settings.tail_memory_bytes, settings.store_timeout
+        )
         app[GUARD] = CardinalityGuard(
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )
+        renewal = asyncio.create_task(keyring.renew_forever())
         yield
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        await keyring.close()
         await s.close()
 
     app.cleanup_ctx.append(store_ctx)

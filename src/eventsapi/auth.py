@@ -1,4 +1,6 @@
-"""Bearer-token authentication (pyjwt) and bucket/scope authorisation (docs/api.md §3)."""
+"""Bearer credentials — signed tokens (pyjwt) and ingest keys (keys.py) — and bucket/scope
+authorisation (docs/api.md §3). A Principal knows when its credential ends, so that live feeds
+can end with it (`until_invalid`)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from eventsapi import keys
 from eventsapi.config import Settings
 from eventsapi.problems import Problem
+from eventsapi.stores.base import StoreUnavailable
 
 SCOPES = ("events:read", "events:write", "events:delete")
 CACHE_SIZE = 4096
@@ -30,6 +34,8 @@ class Principal:
     sub: str
     buckets: frozenset[str]
     scopes: frozenset[str]
+    expires: float | None = None  # a token's `exp` (epoch seconds); keys do not expire
+    key_id: str | None = None  # set when the credential is an ingest key
 
     def require(self, bucket: str, scope: str) -> None:
         self.require_scope(scope)
@@ -51,7 +57,8 @@ class Principal:
 class Authenticator:
     """Verifies tokens with exactly one configured key and its algorithm family."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keyring: keys.Keyring | None = None) -> None:
+        self.keyring = keyring
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway = settings.jwt_leeway
@@ -88,6 +95,8 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("Authorization must be 'Bearer <token>'")
+        if token.startswith(keys.PREFIX):
+            return await self._ingest_key(token)
         hit = self._verified.get(token)
         if hit is not None:
             if time.time() < hit[1]:
@@ -122,19 +131,63 @@ class Authenticator:
             raise unauthorized(f"token lacks the {exc.claim} claim") from None
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"invalid token: {type(exc).__name__}") from None
+        # pyjwt takes "9999999999" for a time; RFC 7519 says NumericDate, a JSON number.
+        for claim in ("exp", "nbf", "iat"):
+            if claim in claims and (isinstance(claims[claim], bool) or not isinstance(claims[claim], int | float)):
+                raise unauthorized(f"token claim {claim} must be a number (seconds since the epoch)")
         # A token that claims to live for ever would outlive every key rotation and revocation.
         issued = claims.get("iat", time.time())
         if float(claims["exp"]) - float(issued) > self._max_lifetime + self._leeway:
             raise unauthorized(f"token lifetime exceeds {self._max_lifetime:g} s (EVENTSAPI_JWT_MAX_LIFETIME)")
-        principal = _principal(claims)
+        principal = _principal(claims, float(claims["exp"]))
         until = min(float(claims["exp"]) + self._leeway, time.time() + CACHE_SECONDS)
         self._verified[token] = (principal, until)
         if len(self._verified) > CACHE_SIZE:
             self._verified.popitem(last=False)
         return principal
 
+    async def _ingest_key(self, key: str) -> Principal:
+        key_id = keys.key_id_of(key)
+        if key_id is None:
+            raise unauthorized("malformed key")
+        record = await self._lookup(key_id)
+        if record is None or not keys.matches(record, key):
+            raise unauthorized("unknown key")
+        if record.revoked is not None:
+            raise unauthorized("key revoked")
+        assert self.keyring is not None
+        self.keyring.touch(key_id)
+        return Principal(f"key:{key_id}", frozenset(record.buckets), frozenset(record.scope.split()), None, key_id)
 
-def _principal(claims: dict[str, Any]) -> Principal:
+    async def _lookup(self, key_id: str) -> keys.KeyRecord | None:
+        if self.keyring is None:
+            raise unauthorized("ingest keys are not available here")
+        return await self.keyring.lookup(key_id)
+
+    async def until_invalid(self, principal: Principal) -> str:
+        """Return, with the reason, once the principal's credential no longer holds: at a
+        token's `exp`, or within keys.CACHE_S of a key's revocation. A store that cannot be
+        asked meanwhile keeps what it granted (an outage is not a revocation)."""
+        while True:
+            now = time.time()
+            if principal.expires is not None:
+                if now >= principal.expires:
+                    return "token expired"
+                await asyncio.sleep(principal.expires - now)
+                continue
+            if principal.key_id is None:
+                await asyncio.Event().wait()  # nothing ends it
+            assert principal.key_id is not None
+            await asyncio.sleep(keys.CACHE_S)
+            try:
+                record = await self._lookup(principal.key_id)
+            except StoreUnavailable:
+                continue
+            if record is None or record.revoked is not None:
+                return "key revoked"
+
+
+def _principal(claims: dict[str, Any], expires: float) -> Principal:
     sub, buckets, scope = claims.get("sub"), claims.get("buckets", []), claims.get("scope", "")
     if not isinstance(sub, str) or not sub:
         raise unauthorized("token sub must be a non-empty string")
@@ -142,7 +195,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
         raise unauthorized("token buckets must be a list of bucket ids")
     if not isinstance(scope, str):
         raise unauthorized("token scope must be a space-separated string")
-    return Principal(sub, frozenset(buckets), frozenset(scope.split()))
+    return Principal(sub, frozenset(buckets), frozenset(scope.split()), expires)
 
 
 def issue_token(secret: str, sub: str, buckets: list[str], scope: str, ttl: int, now: int) -> str:

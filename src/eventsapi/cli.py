@@ -1,4 +1,4 @@
-"""The `eventsapi` command: serve, token, bench."""
+"""The `eventsapi` command: serve, token, keys, settings, bench."""
 
 from __future__ import annotations
 
@@ -88,8 +88,7 @@ def _settings(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from eventsapi.auth import SCOPES, issue_token
-    from eventsapi.validation import BUCKET_RE
+    from eventsapi.auth import issue_token
 
     settings, _ = ensure_secret(load_settings())
     if not settings.jwt_secret:
@@ -98,15 +97,11 @@ def _token(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    scopes = args.scope.split()
-    bad = [s for s in scopes if s not in SCOPES]
-    if bad or not scopes:
-        print(f"unknown scope(s) {bad}; choose from {' '.join(SCOPES)}", file=sys.stderr)
+    problem = _check_grant(args.bucket, args.scope)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
-    for b in args.bucket:
-        if b != "*" and not BUCKET_RE.fullmatch(b):
-            print(f"invalid bucket id {b!r}", file=sys.stderr)
-            return 2
+    scopes = args.scope.split()
     if not 0 < args.ttl <= settings.jwt_max_lifetime:
         print(
             f"--ttl must be > 0 and at most {settings.jwt_max_lifetime:g} (EVENTSAPI_JWT_MAX_LIFETIME)", file=sys.stderr
@@ -114,6 +109,88 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     print(issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time())))
     return 0
+
+
+def _check_grant(buckets: list[str], scope: str) -> str | None:
+    """What is wrong with a grant of `--bucket`s and `--scope`, or None."""
+    from eventsapi.auth import SCOPES
+    from eventsapi.validation import BUCKET_RE
+
+    scopes = scope.split()
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        return f"unknown scope(s) {bad}; choose from {' '.join(SCOPES)}"
+    for b in buckets:
+        if b != "*" and not BUCKET_RE.fullmatch(b):
+            return f"invalid bucket id {b!r}"
+    return None
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """`eventsapi keys create|list|revoke`: straight on the store, no service needed."""
+    import asyncio
+
+    from eventsapi import keys
+    from eventsapi.limits import MAX_NAME
+    from eventsapi.stores.base import StoreUnavailable
+    from eventsapi.validation import valid_name
+
+    settings = load_settings(store_url=args.store)
+    if args.action == "create":
+        problem = _check_grant(args.bucket, args.scope)
+        if problem is None and not valid_name(args.name, MAX_NAME):
+            problem = f"--name must be 1-{MAX_NAME} characters with no control characters"
+        if problem:
+            print(f"eventsapi keys create: {problem}", file=sys.stderr)
+            return 2
+    try:
+        store = open_store(settings.resolved_store_url(), settings)
+    except ValueError as exc:
+        raise ConfigError(f"EVENTSAPI_STORE / --store: {exc}") from None
+
+    async def run() -> int:
+        await store.open()
+        try:
+            now = int(time.time() * 1000)
+            if args.action == "create":
+                key, record = keys.new_key(args.name, args.bucket, " ".join(args.scope.split()), now)
+                await store.key_create(record)
+                print(f"created key {record.key_id} ({record.name}); it is shown once, below:", file=sys.stderr)
+                print(key)
+            elif args.action == "revoke":
+                if not await store.key_revoke(args.id, now):
+                    print(f"eventsapi keys revoke: no key {args.id!r} (see `eventsapi keys list`)", file=sys.stderr)
+                    return 1
+                print(f"revoked key {args.id}; every service refuses it within {keys.CACHE_S:g} s", file=sys.stderr)
+            else:
+                print(_keys_table(await store.keys()), end="")
+            return 0
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except StoreUnavailable as exc:
+        print(f"eventsapi keys: the store is unavailable: {exc}", file=sys.stderr)
+        return 1
+
+
+def _keys_table(records: Sequence[object]) -> str:
+    from datetime import UTC, datetime
+
+    from eventsapi.keys import KeyRecord
+
+    def when(ms: int | None) -> str:
+        return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+    rows = [("id", "name", "buckets", "scope", "created", "last used", "revoked")]
+    for r in records:
+        assert isinstance(r, KeyRecord)
+        rows.append(
+            (r.key_id, r.name, ",".join(r.buckets), r.scope, when(r.created), when(r.last_used), when(r.revoked))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -153,6 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", default="events:read events:write")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 86400)")
     token.set_defaults(func=_token)
+
+    keys = sub.add_parser(
+        "keys",
+        help="create, list and revoke ingest keys (long-lived producer credentials)",
+        description="Ingest keys live in the store, so every worker and replica sees them; a revoked key is "
+        "refused everywhere within seconds. The key itself is printed once, by create, and never stored.",
+    )
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    store_help = "the store, as for serve (default: EVENTSAPI_STORE, else SQLite in the data dir)"
+    create = keys_sub.add_parser("create", help="make a key; it is printed once, as the last line of stdout")
+    create.add_argument("--bucket", action="append", required=True, help="bucket id it grants (repeat), or '*'")
+    create.add_argument("--scope", default="events:write", help="space-separated scopes (default: events:write)")
+    create.add_argument("--name", required=True, help="what it is for, shown by list (e.g. the producer's host)")
+    keys_sub.add_parser("list", help="every key: id, name, buckets, scope, created, last used, revoked")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (from list)")
+    revoke.add_argument("id")
+    for p in (create, keys_sub.choices["list"], revoke):
+        p.add_argument("--store", default=None, help=store_help)
+    keys.set_defaults(func=_keys)
 
     from eventsapi.bench import add_bench_arguments
 

@@ -56,6 +56,8 @@ class Settings:
     public_url: str | None = None
     trust_forwarded: bool = False
     max_streams: int = 20
+    stream_bytes: int = 8 << 20
+    tail_memory_bytes: int = 64 << 20
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -253,6 +255,22 @@ SETTINGS: tuple[Setting, ...] = (
         "EVENTSAPI_MAX_STREAMS",
         _positive_int,
         "live-tail streams (SSE and realtime) one token subject may hold open per process; more: 429",
+    ),
+    Setting(
+        "stream_bytes",
+        "EVENTSAPI_STREAM_BYTES",
+        _positive_int,
+        "bytes of events one live-tail stream may fall behind by before it is disconnected (it resumes "
+        "with its last id)",
+        default_text="8388608 (8 MiB)",
+    ),
+    Setting(
+        "tail_memory_bytes",
+        "EVENTSAPI_TAIL_MEMORY_BYTES",
+        _positive_int,
+        "bytes of events all live-tail streams of a process may hold together; past it the lagging ones are "
+        "disconnected",
+        default_text="67108864 (64 MiB)",
     ),
     Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
     Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),

@@ -14,13 +14,15 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import msgspec
 from aiohttp import WSMsgType, web
 
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.problems import Problem
-from eventsapi.tail import Dropped, TailHub
+from eventsapi.tail import Dropped, Subscription, TailHub
 from eventsapi.validation import BUCKET_RE
 from eventsapi.values import StoredEvent, TailQuery
 
@@ -45,7 +47,10 @@ class _Sub(msgspec.Struct):
     filters: list[str] = []
 
 
-async def feed(request: web.Request, auth: Authenticator, hub: TailHub) -> web.StreamResponse:
+EndsWith = Callable[[web.Request, Principal, Subscription], AbstractAsyncContextManager[None]]
+
+
+async def feed(request: web.Request, auth: Authenticator, hub: TailHub, ends_with: EndsWith) -> web.StreamResponse:
     token = request.query.get("token", "")
     try:
         principal = await auth.authenticate(f"Bearer {token}")
@@ -72,7 +77,7 @@ async def feed(request: web.Request, auth: Authenticator, hub: TailHub) -> web.S
                 await ws.send_json({"error": f"token does not grant bucket {sub.public_id!r}"})
                 continue
             if FILTER in sub.filters:
-                pusher = asyncio.create_task(_push(ws, hub, principal, sub.public_id))
+                pusher = asyncio.create_task(_push(request, ws, hub, principal, sub.public_id, ends_with))
     finally:
         if pusher is not None:
             pusher.cancel()
@@ -81,14 +86,24 @@ async def feed(request: web.Request, auth: Authenticator, hub: TailHub) -> web.S
     return ws
 
 
-async def _push(ws: web.WebSocketResponse, hub: TailHub, principal: Principal, bucket: str) -> None:
+async def _push(
+    request: web.Request, ws: web.WebSocketResponse, hub: TailHub, principal: Principal, bucket: str, ends: EndsWith
+) -> None:
+    # A lagging client is cut off at once (PM2's client reconnects by itself; this protocol has
+    # no resume position, so what was ingested meanwhile is not replayed).
+    cut = request.transport.abort if request.transport is not None else None
     try:
-        async with hub.open(principal.sub, TailQuery(bucket), None) as events:
+        async with (
+            hub.open(principal.sub, TailQuery(bucket), None, on_drop=cut) as events,
+            ends(request, principal, events),
+        ):
             async for batch in events:
                 if batch:
                     for packet in packets(batch):
                         await ws.send_str(packet.decode())  # text frames: the client JSON.parses them
+            if events.ended:  # the token expired or the key was revoked
+                await ws.close(code=1008, message=events.ended.encode())
     except (Dropped, ConnectionResetError):
-        await ws.close(code=1013, message=b"lagging: reconnect")  # the client reconnects by itself
+        await ws.close(code=1013, message=b"lagging: reconnect")
     except Problem as exc:  # too many streams for this token
         await ws.send_json({"error": exc.detail})

@@ -28,6 +28,11 @@ _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 INTERVALS = ("minute", "hour", "day")
 
 
+def valid_name(value: str, max_len: int = MAX_NAME) -> bool:
+    """A name as docs/api.md §5 allows it: 1 to max_len characters, no control characters."""
+    return 0 < len(value) <= max_len and not _FORBIDDEN.search(value)
+
+
 def check_bucket(bucket: str) -> str:
     if not BUCKET_RE.fullmatch(bucket):
         raise ValidationProblem([{"field": "id", "message": "bucket id must be 1-64 characters of [A-Za-z0-9_.-]"}])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 
+from eventsapi.keys import KeyRecord
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 
 
@@ -65,6 +66,11 @@ class Store(abc.ABC):
 
     position_pattern = r"\d{20}"  # what a position of this store looks like
 
+    def position_ahead(self, position: str, newest: str) -> bool:
+        """Whether a client's resume position lies past `newest`, the tail's position now: no
+        position this store issued can."""
+        return position > newest
+
     @abc.abstractmethod
     async def buckets(self) -> list[str]:
         """Every bucket that holds events, sorted."""
@@ -89,3 +95,25 @@ class Store(abc.ABC):
     async def delete(self, scope: DeleteScope) -> int | None:
         """Delete exactly the events of `scope` (a subset of one bucket); how many, if the
         engine can tell cheaply, else None."""
+
+    # -- ingest keys (keys.py): kept where every process and replica sees them -------------
+
+    @abc.abstractmethod
+    async def keys(self, key_id: str | None = None) -> list[KeyRecord]:
+        """Every stored key, by id; or the one with `key_id` (an empty list if none)."""
+
+    @abc.abstractmethod
+    async def key_create(self, record: KeyRecord) -> None:
+        """Store a new key, durably."""
+
+    @abc.abstractmethod
+    async def key_revoke(self, key_id: str, at_ms: int) -> bool:
+        """Mark a key revoked (from then on it authenticates nothing); False if unknown."""
+
+    @abc.abstractmethod
+    async def key_touch(self, key_id: str, at_ms: int) -> None:
+        """Record that the key was used at `at_ms`. Never un-revokes a key."""
+
+    async def keys_renew(self) -> None:  # noqa: B027 - most engines have nothing to do
+        """Rewrite the live key records where the engine's retention would expire them
+        (InfluxDB); called by every process while a retention is set."""

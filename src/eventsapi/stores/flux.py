@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+from eventsapi.stores.lineprotocol import KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import EventQuery, StatsQuery, TailQuery
 
 _INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
@@ -174,3 +174,17 @@ def delete_predicate(bucket: str, name: str | None = None, app: str | None = Non
         f"{tag}={quoted(v)}" for tag, v in (("event_name", name), ("app", app), ("server", server)) if v is not None
     ]
     return " AND ".join(parts)
+
+
+def keys_query(store_bucket: str, key_id: str | None) -> str:
+    """Each key's last value of every field (stores/influxkeys.py): rows of key_id, _field, _value."""
+    pred = f"r._measurement == {flux_string(KEYS_MEASUREMENT)}"
+    if key_id is not None:
+        pred += f" and r.key_id == {flux_string(key_id)}"
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        "  |> range(start: 1970-01-01T00:00:00Z)\n"
+        f"  |> filter(fn: (r) => {pred})\n"
+        "  |> last()\n"
+        '  |> keep(columns: ["key_id", "_field", "_value"])\n'
+    )

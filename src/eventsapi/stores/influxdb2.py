@@ -21,6 +21,7 @@ from msgspec import Raw
 from eventsapi.config import Settings
 from eventsapi.stores import flux, influxtail
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
+from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import decode_tag, render_batches
 from eventsapi.stores.paging import FUTURE_NS, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
@@ -31,7 +32,7 @@ T = TypeVar("T")
 _LAST_NS = int(datetime(2262, 1, 1, tzinfo=UTC).timestamp()) * 10**9  # the delete API's far end
 
 
-class InfluxDB2Store(Store):
+class InfluxDB2Store(InfluxKeys, Store):
     name = "influxdb2"
 
     def __init__(self, url: str, org: str, bucket: str, settings: Settings) -> None:
@@ -98,9 +99,18 @@ class InfluxDB2Store(Store):
         ms = {e.at for e in events}
         async with self._ledger.turn(bucket, ms):
             placed = place(events, await self._occupied(bucket, ms))
-            write = self._api().write_api()
             for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
+                await self._write_lines(body)
+
+    async def _write_lines(self, body: bytes) -> None:
+        write = self._api().write_api()
+        await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
+
+    async def _key_fields(self, key_id: str | None) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for v in await self._query(flux.keys_query(self.bucket, key_id)):
+            out.setdefault(v["key_id"], {})[v["_field"]] = v["_value"]
+        return out
 
     async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
         """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
@@ -154,6 +164,9 @@ class InfluxDB2Store(Store):
         return names, apps, servers
 
     position_pattern = influxtail.POSITION_PATTERN
+
+    def position_ahead(self, position: str, newest: str) -> bool:
+        return influxtail.position_ahead(position, newest)
 
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
         if after is None:

@@ -26,6 +26,7 @@ from eventsapi.config import Settings
 from eventsapi.stores import influxql_text as text
 from eventsapi.stores import influxtail
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable, group_by_app
+from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
 from eventsapi.stores.paging import page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
@@ -39,7 +40,7 @@ def go_duration_seconds(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|us|µs|ns|h|m|s)", text))
 
 
-class InfluxQLStore(Store):
+class InfluxQLStore(InfluxKeys, Store):
     name = "influxql"
 
     def __init__(self, base_url: str, database: str, settings: Settings, create: bool = False) -> None:
@@ -152,11 +153,20 @@ class InfluxQLStore(Store):
         ms = {e.at for e in events}
         async with self._ledger.turn(bucket, ms):
             placed = place(events, await self._occupied(bucket, ms))
-            params = {"db": self.database, "precision": "ns"}
             for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                status, answer, _ = await self._request("POST", "/write", params=params, data=body)
-                if status != 204:
-                    raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
+                await self._write_lines(body)
+
+    async def _write_lines(self, body: bytes) -> None:
+        params = {"db": self.database, "precision": "ns"}
+        status, answer, _ = await self._request("POST", "/write", params=params, data=body)
+        if status != 204:
+            raise StoreUnavailable(f"influxdb /write answered {status}: {answer[:200]!r}")
+
+    async def _key_fields(self, key_id: str | None) -> dict[str, dict[str, Any]]:
+        return {
+            s["tags"]["key_id"]: dict(zip(s["columns"], s["values"][0], strict=True))
+            for s in await self.query(*text.keys_query(key_id))
+        }
 
     async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
         """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
@@ -219,6 +229,9 @@ class InfluxQLStore(Store):
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
 
     position_pattern = influxtail.POSITION_PATTERN
+
+    def position_ahead(self, position: str, newest: str) -> bool:
+        return influxtail.position_ahead(position, newest)
 
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
         if after is None:

@@ -8,7 +8,7 @@ written into the text; the zone goes through `quote_string` all the same.
 
 from __future__ import annotations
 
-from eventsapi.stores.lineprotocol import MEASUREMENT, encode_tag
+from eventsapi.stores.lineprotocol import KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import DeleteScope, EventQuery, StatsQuery, TailQuery
 
 Params = dict[str, str]
@@ -134,3 +134,10 @@ def delete_query(scope: DeleteScope) -> tuple[str, Params]:
 def drop_query(bucket: str) -> tuple[str, Params]:
     where, params = _filters(bucket, None, None, None)
     return f'DROP SERIES FROM "{MEASUREMENT}" WHERE {where}', params
+
+
+def keys_query(key_id: str | None) -> tuple[str, Params]:
+    """Each key's last value of every field (stores/influxkeys.py), one series per key."""
+    columns = ", ".join(f'last("{f}") AS "{f}"' for f in KEY_FIELDS)
+    where, params = ("", {}) if key_id is None else (' WHERE "key_id" = $key_id', {"key_id": key_id})
+    return f'SELECT {columns} FROM "{KEYS_MEASUREMENT}"{where} GROUP BY "key_id"', params

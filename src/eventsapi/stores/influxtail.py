@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from eventsapi.values import StoredEvent
 
 SETTLE_NS = 500_000_000
+# Positions carry the writing process's clock; another replica's may run this far ahead.
+CLOCK_SKEW_NS = 10 * 10**9
 LOOKBACK_NS = 3600 * 10**9
 POSITION_PATTERN = r"\d{20}:.{0,128}"
 
@@ -24,6 +26,11 @@ POSITION_PATTERN = r"\d{20}:.{0,128}"
 def position(ingested_ns: int, event_id: str = "") -> str:
     """`ingested:id`, zero-padded: positions compare as strings as (ingested, id) do."""
     return f"{ingested_ns:020d}:{event_id}"
+
+
+def position_ahead(position: str, newest: str) -> bool:
+    """Past `newest` by more than replicas' clocks may differ (Store.position_ahead)."""
+    return int(position.partition(":")[0]) > int(newest.partition(":")[0]) + CLOCK_SKEW_NS
 
 
 def now_position() -> str:

@@ -23,6 +23,9 @@ from collections.abc import Iterable, Sequence
 from eventsapi.values import NewEvent
 
 MEASUREMENT = "events"
+# Ingest keys (stores/influxkeys.py): a series per key, apart from the events.
+KEYS_MEASUREMENT = "eventsapi_keys"
+KEY_FIELDS = ("name", "digest", "buckets", "scope", "created", "last_used", "revoked")
 NS_PER_MS = 1_000_000
 _DECODE = re.compile(r"%(25|5C)")
 _TAG_ESCAPE = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 from msgspec import Raw
 
+from eventsapi.keys import KeyRecord
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 
@@ -77,6 +78,16 @@ CREATE TABLE IF NOT EXISTS event_keys (
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    buckets TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    last_used INTEGER,
+    revoked INTEGER
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event_servers (
     gen INTEGER NOT NULL,
@@ -631,3 +642,42 @@ class SQLiteStore(Store):
             return {v[n] for _, n in keys}, {v[a] for a, _ in keys}, {v[s] for (s,) in servers}
 
         return await self._read(read)
+
+    # -- ingest keys ----------------------------------------------------------------------
+
+    async def keys(self, key_id: str | None = None) -> list[KeyRecord]:
+        sql = "SELECT key_id, name, digest, buckets, scope, created, last_used, revoked FROM api_keys"
+        args: tuple[str, ...] = ()
+        if key_id is not None:
+            sql, args = sql + " WHERE key_id = ?", (key_id,)
+        rows = await self._read(lambda c: c.execute(sql + " ORDER BY created, key_id", args).fetchall())
+        return [KeyRecord(r[0], r[1], r[2], tuple(msgspec.json.decode(r[3])), *r[4:]) for r in rows]
+
+    async def key_create(self, record: KeyRecord) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute(
+                    "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.key_id, record.name, record.digest, msgspec.json.encode(record.buckets).decode(),
+                        record.scope, record.created, record.last_used, record.revoked,
+                    ),
+                )  # fmt: skip
+
+        await self._write(insert)
+
+    async def key_revoke(self, key_id: str, at_ms: int) -> bool:
+        def revoke(conn: sqlite3.Connection) -> bool:
+            with transaction(conn):
+                sql = "UPDATE api_keys SET revoked = coalesce(revoked, ?) WHERE key_id = ?"
+                return conn.execute(sql, (at_ms, key_id)).rowcount == 1
+
+        return await self._write(revoke)
+
+    async def key_touch(self, key_id: str, at_ms: int) -> None:
+        def touch(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                sql = "UPDATE api_keys SET last_used = max(coalesce(last_used, 0), ?) WHERE key_id = ?"
+                conn.execute(sql, (at_ms, key_id))
+
+        await self._write(touch)
