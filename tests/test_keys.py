@@ -127,16 +127,16 @@ def test_keys_command_and_revocation_on_two_workers(tmp_path: Path, kind: str, r
         made = eventsapi(tmp_path, service.env, "keys", "create", "--bucket", "b1", "--name", "web-1")
         assert made.returncode == 0, made.stderr
         key = made.stdout.splitlines()[-1]
-        assert keys.key_id_of(key) is not None and "shown once" in made.stderr
+        key_id = keys.key_id_of(key)
+        assert key_id is not None and "shown once" in made.stderr
         for i in range(20):  # new connections: both workers take some, and cache the key
             status, body, _ = service.call("POST", "/api/bucket/b1/data/events/ingest", [ev(i)], key)
             assert status == 200 and body["accepted"] == 1
         listed = eventsapi(tmp_path, service.env, "keys", "list")
-        key_id = keys.key_id_of(key)
         assert key_id in listed.stdout and "web-1" in listed.stdout and "events:write" in listed.stdout
         assert key not in listed.stdout and key.split("_")[-1] not in listed.stdout
         revoked_at = time.monotonic()
-        gone = eventsapi(tmp_path, service.env, "keys", "revoke", str(key_id))
+        gone = eventsapi(tmp_path, service.env, "keys", "revoke", key_id)
         assert gone.returncode == 0, gone.stderr
         probe = [ev(99)]  # stored once at most, while the revocation has not reached a worker
         while service.call("POST", "/api/bucket/b1/data/events/ingest", probe, key)[0] != 401:
@@ -144,7 +144,7 @@ def test_keys_command_and_revocation_on_two_workers(tmp_path: Path, kind: str, r
         time.sleep(max(0.0, keys.CACHE_S + 0.5 - (time.monotonic() - revoked_at)))
         statuses = {service.call("POST", "/api/bucket/b1/data/events/ingest", probe, key)[0] for _ in range(20)}
         assert time.monotonic() - revoked_at < 10 and statuses == {401}
-        (row,) = [r for r in eventsapi(tmp_path, service.env, "keys", "list").stdout.splitlines() if str(key_id) in r]
+        (row,) = [r for r in eventsapi(tmp_path, service.env, "keys", "list").stdout.splitlines() if key_id in r]
         assert not row.endswith(" -")  # the revoked column holds a time
         token = service.token("--sub", "r", "--bucket", "b1", "--scope", "events:read")
         _, rows, _ = service.call("POST", "/api/bucket/b1/data/events", {"event_name": "deploy", "limit": 100}, token)
