@@ -10,7 +10,7 @@ import pytest
 
 from eventsapi.stores import flux
 from eventsapi.stores.lineprotocol import encode_tag
-from eventsapi.values import EventQuery, StatsQuery
+from eventsapi.values import EventQuery, StatsQuery, TailQuery
 from support import HOSTILE
 from support.flux import run_libflux, shape, string_literals
 
@@ -40,6 +40,9 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))
     texts.append(flux.retention_query(store_bucket))
+    tail = TailQuery("b1", value, value, value)
+    texts.append(flux.tail_query(store_bucket, tail, NOW_NS - 10**9, NOW_NS, NOW_NS - 10**9, NOW_NS))
+    texts.append(flux.tail_query(store_bucket, tail, NOW_NS - 10**9, NOW_NS, NOW_NS - 10**9, NOW_NS, whole=False))
     texts.append(flux.keys_query(store_bucket, None))
     texts.append(flux.keys_query(store_bucket, "0123456789abcdef"))
     return texts

@@ -166,7 +166,8 @@ async def test_a_lagging_subscriber_is_dropped(make_api: ApiFactory, store_setti
                         pass
                 keeping_up += len(batch)
             assert cut == [True] and keeping_up == 6  # the other subscriber kept everything
-            assert hub.held_bytes == 0  # the slow one's backlog was let go, the quick one took its own
+            assert hub.held_bytes < 10_000  # the slow one's backlog was let go: the quick one's last batch
+        assert hub.held_bytes == 0
         with pytest.raises(eventsapi.tail.Dropped):
             async with asyncio.timeout(TIMEOUT):
                 async for _ in events:

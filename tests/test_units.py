@@ -444,3 +444,14 @@ def test_token_bucket_per_subject_and_bucket() -> None:
     assert rl.check("a", "b2", "delete", now=0).allowed  # type: ignore[union-attr]
     # A token comes back after a minute.
     assert rl.check("a", "b1", "delete", now=61).allowed  # type: ignore[union-attr]
+
+
+def test_a_tail_poll_reads_about_limit_events_in_whole_writes() -> None:
+    from eventsapi.stores import influxtail
+
+    after = influxtail.position(100, "b")
+    ids = [(100, "a"), (100, "b"), (100, "c"), (200, "a"), (200, "b"), (300, "z"), (400, "y")]
+    assert influxtail.narrow(ids, after, 500, 10) == 500  # all of it fits
+    assert influxtail.narrow(ids, after, 500, 2) == 200  # the write holding the 2nd event past `after`
+    assert influxtail.narrow(ids, after, 500, 4) == 300
+    assert influxtail.narrow(ids[:2], after, 500, 2) is None  # nothing past `after`

@@ -35,7 +35,7 @@ from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores import open_store
 from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
-from eventsapi.tail import Dropped, Subscription, TailHub
+from eventsapi.tail import Batch, Dropped, Subscription, TailHub
 from eventsapi.validation import (
     BUCKET_RE,
     check_bucket,
@@ -66,6 +66,7 @@ RETRY_AFTER = "5"
 # payloads) weighs as much as a histogram of 100,000 windows.
 ROW_COST = 100
 STREAM_CHUNK = 5000  # array items per streamed chunk
+SSE_CHUNK = 64 << 10  # bytes of live-tail messages per write
 
 
 # -- middlewares ---------------------------------------------------------------------------
@@ -321,14 +322,28 @@ async def stream(request: web.Request) -> web.StreamResponse:
                     if batch is None:
                         await resp.write(b": heartbeat\n\n")
                         continue
-                    await resp.write(
-                        b"".join(b"id: %s\ndata: %s\n\n" % (p.encode(), msgspec.json.encode(e)) for p, e in batch)
-                    )
+                    await _write_messages(resp, batch)
                 if events.ended:  # the credential ended (or the service is stopping)
                     await resp.write(b"event: end\ndata: %s\n\n" % msgspec.json.encode({"reason": events.ended}))
             except (Dropped, ConnectionResetError):
                 pass  # a lagging or gone client: it reconnects with its Last-Event-ID
         return resp
+
+
+async def _write_messages(resp: web.StreamResponse, batch: Batch) -> None:
+    """SSE messages in writes of about SSE_CHUNK bytes: a client that stops reading holds one
+    such write in the service, not a whole batch encoded."""
+    chunk: list[bytes] = []
+    size = 0
+    for p, e in batch:
+        message = b"id: %s\ndata: %s\n\n" % (p.encode(), msgspec.json.encode(e))
+        chunk.append(message)
+        size += len(message)
+        if size >= SSE_CHUNK:
+            await resp.write(b"".join(chunk))
+            chunk, size = [], 0
+    if chunk:
+        await resp.write(b"".join(chunk))
 
 
 @contextlib.asynccontextmanager

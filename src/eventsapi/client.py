@@ -7,10 +7,17 @@
 `emit` only buffers: a background flush sends batches (by size, `max_batch`, and by time,
 `flush_interval`), gzip-compressed. Every event gets its id and `at` when it is emitted, so a
 batch sent again after a lost answer, a 429, a 503 or a restart of the service stores nothing
-twice (docs/api.md §5.1). Retries back off with jitter and honour `Retry-After`; a batch the
-service refuses as invalid is dropped and counted. The buffer is bounded (`max_buffer`): past
-it `emit` drops the oldest events and counts them, or, with `block=True`, waits for room.
-Nothing buffered is lost while the service restarts: it waits in the buffer until acknowledged.
+twice (docs/api.md §5.1). Retries back off with jitter and honour `Retry-After`. The buffer is
+bounded (`max_buffer`): past it `emit` drops the oldest events and counts them, or, with
+`block=True`, waits for room. Nothing buffered is lost while the service restarts: it waits in
+the buffer until acknowledged.
+
+A refused credential (401, 403; and 404, a wrong URL) means "cannot send now", never "drop":
+the batch is kept and retried with backoff, `counters.refused` counts the refusals,
+`refused_since` says since when, and a warning is logged. `set_token(new)` (a new token or
+ingest key) takes effect at once; everything kept is then delivered exactly once. A batch too
+large for the service (413) is split until it fits; only events the service refuses one by one
+as invalid are dropped, counted in `counters.rejected`.
 
 `AsyncEventsClient` is the asyncio twin (`await events.emit(...)`); `EventsClient` runs one on
 a background thread. Both have the query helpers: `retrieve` (every page, through cursors),
@@ -24,6 +31,7 @@ import asyncio
 import collections
 import contextlib
 import gzip
+import logging
 import random
 import threading
 import time
@@ -37,6 +45,9 @@ import aiohttp
 import msgspec
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
+REFUSED_STATUSES = {401, 403, 404}  # the credential or the address: kept until it is fixed
+SPLIT_STATUSES = {400, 413}  # the batch as a whole: halves may pass, a single event is invalid
+log = logging.getLogger("eventsapi.client")
 
 
 class EventsError(Exception):
@@ -46,9 +57,10 @@ class EventsError(Exception):
 @dataclass
 class Counters:
     sent: int = 0  # acknowledged by the service
-    rejected: int = 0  # refused one by one by the service (reasons were logged by it)
-    dropped: int = 0  # dropped here: the buffer was full, or the service refused a whole batch
+    rejected: int = 0  # refused one by one by the service as invalid (reasons were logged by it)
+    dropped: int = 0  # dropped here: the buffer was full, or close() gave up
     retried: int = 0  # batches sent again
+    refused: int = 0  # sends refused for the credential or address (401, 403, 404), kept
 
 
 class AsyncEventsClient:
@@ -89,6 +101,9 @@ class AsyncEventsClient:
         self._flusher: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._closing = False
+        self._new_token: asyncio.Event | None = None
+        self.refused_since: float | None = None  # epoch seconds: the credential is refused since then
+        self._refusal_logged = 0.0
 
     # -- producing -------------------------------------------------------------------------
 
@@ -160,13 +175,58 @@ class AsyncEventsClient:
         so that a retry stores nothing twice."""
         await self._deliver(events)
 
+    def set_token(self, token: str) -> None:
+        """Use another token or ingest key from now on (one refused, or about to expire):
+        what was kept for a refused credential is sent at once."""
+        self.headers = {"Authorization": f"Bearer {token}"}
+        if self._new_token is not None:
+            self._new_token.set()
+
     async def _deliver(self, batch: Sequence[Any]) -> None:
         failures = 0
-        while (wait := await self._send(batch)) is not None:
+        while True:
+            status, wait = await self._send(batch)
+            if status == 200:
+                if self.refused_since is not None:
+                    log.warning("eventsapi: the credential is accepted again; sending what was kept")
+                    self.refused_since = None
+                return
+            if status in SPLIT_STATUSES:
+                if len(batch) == 1:  # this event itself is what the service refuses
+                    self.counters.rejected += 1
+                    return
+                half = len(batch) // 2
+                await self._deliver(batch[:half])
+                await self._deliver(batch[half:])
+                return
             failures += 1
             self.counters.retried += 1
             backoff = min(self.max_backoff, 0.2 * 2**failures) * (0.5 + random.random() / 2)
-            await asyncio.sleep(max(wait, backoff) if wait > 0 else backoff)
+            if status in REFUSED_STATUSES:
+                self._refused(status, len(batch), backoff)
+            await self._pause(max(wait, backoff))
+
+    def _refused(self, status: int, events: int, backoff: float) -> None:
+        self.counters.refused += 1
+        now = time.time()
+        if self.refused_since is None:
+            self.refused_since = now
+        if now - self._refusal_logged >= 60:  # loud, but one line a minute
+            self._refusal_logged = now
+            log.warning(
+                "eventsapi: the service refuses this client's credential or address (HTTP %d) since %s; "
+                "%d events kept (buffered: %d), retrying in %.0f s; fix it with set_token()",
+                status, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.refused_since)), events,
+                len(self._buffer), backoff,
+            )  # fmt: skip
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep before a retry; a new credential (set_token) ends it at once."""
+        if self._new_token is None:
+            self._new_token = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_token.wait(), seconds)
+        self._new_token.clear()
 
     def _take(self, n: int) -> list[dict[str, Any]]:
         batch: list[dict[str, Any]] = []
@@ -175,8 +235,10 @@ class AsyncEventsClient:
                 batch.append(self._buffer.popleft())
         return batch
 
-    async def _send(self, batch: Sequence[Any]) -> float | None:
-        """None when the batch is done with; else seconds the service asked to wait (0: none)."""
+    async def _send(self, batch: Sequence[Any]) -> tuple[int, float]:
+        """The service's status (0: no answer) and the seconds it asked to wait (0: none).
+        A 200 whose body is cut off counts as no answer: the batch is sent again, and stored
+        once, as its events carry their ids."""
         body = msgspec.json.encode(batch)
         headers = {**self.headers, "Content-Type": "application/json"}
         if self.compress:
@@ -188,14 +250,11 @@ class AsyncEventsClient:
                     answer = await resp.json()
                     self.counters.rejected += len(answer.get("rejected", []))
                     self.counters.sent += answer.get("accepted", 0)
-                    return None
-                if resp.status in RETRY_STATUSES:
-                    retry_after = resp.headers.get("Retry-After", "")
-                    return float(retry_after) if retry_after.isdigit() else 0.0
-                self.counters.dropped += len(batch)  # invalid as a whole: sending it again cannot help
-                return None
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return 0.0
+                    return 200, 0.0
+                retry_after = resp.headers.get("Retry-After", "")
+                return resp.status, float(retry_after) if retry_after.isdigit() else 0.0
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return 0, 0.0
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -294,6 +353,14 @@ class EventsClient:
 
     def flush(self) -> None:
         self._run(self._client.flush())
+
+    def set_token(self, token: str) -> None:
+        """Use another token or ingest key from now on; what was kept is then sent."""
+        self._loop.call_soon_threadsafe(self._client.set_token, token)
+
+    @property
+    def refused_since(self) -> float | None:
+        return self._client.refused_since
 
     def retrieve(self, event_name: str, **filters: Any) -> Iterator[dict[str, Any]]:
         pages = self._client.retrieve(event_name, **filters)

@@ -56,8 +56,8 @@ class Settings:
     public_url: str | None = None
     trust_forwarded: bool = False
     max_streams: int = 20
-    stream_bytes: int = 8 << 20
-    tail_memory_bytes: int = 64 << 20
+    stream_bytes: int = 4 << 20
+    tail_memory_bytes: int = 32 << 20
     influx_token: str | None = field(default=None, repr=False)
     influx_username: str | None = None
     influx_password: str | None = field(default=None, repr=False)
@@ -262,7 +262,7 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "bytes of events one live-tail stream may fall behind by before it is disconnected (it resumes "
         "with its last id)",
-        default_text="8388608 (8 MiB)",
+        default_text="4194304 (4 MiB)",
     ),
     Setting(
         "tail_memory_bytes",
@@ -270,7 +270,7 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "bytes of events all live-tail streams of a process may hold together; past it the lagging ones are "
         "disconnected",
-        default_text="67108864 (64 MiB)",
+        default_text="33554432 (32 MiB)",
     ),
     Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
     Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),

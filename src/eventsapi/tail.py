@@ -9,7 +9,8 @@ A subscriber that resumes from a position (SSE `Last-Event-ID`) first joins the 
 nothing from then on can be missed — then reads the store from its position up to the point
 where it joined, then takes its queue past that point: exactly once, in ingest order.
 
-Memory is bounded in bytes, not batches (docs/api.md §5.10). A batch is held once however
+Memory is bounded in bytes, not batches (docs/api.md §5.10). At most READS store reads run at
+once, so what is in flight is bounded too. A batch is held once however
 many subscribers queue it; a subscriber whose backlog would pass `stream_bytes`, or whose
 backlog would take the process's held batches past `total_bytes`, is dropped: its queue is let
 go at once, its connection is cut (`on_drop`), and it resumes later with its last position.
@@ -32,9 +33,10 @@ from eventsapi.values import StoredEvent, TailQuery
 log = logging.getLogger("eventsapi.tail")
 
 POLL_S = 0.25
-BATCH = 500  # events per store read: with 64 KiB payloads, at most 32 MiB in one read
+BATCH = 200  # events per store read: with 64 KiB payloads, at most 13 MiB in one read
 HEARTBEAT_S = 15.0
-EVENT_OVERHEAD = 200  # bytes an event costs beyond its text (objects, list slots)
+READS = 4  # store reads for live tails at once per process: each may hold BATCH events in flight
+EVENT_OVERHEAD = 400  # bytes an event costs beyond its text (its objects, position, list slot)
 
 Batch = list[tuple[str, StoredEvent]]
 Events = AsyncIterator[Batch | None]
@@ -62,7 +64,8 @@ class _Held:
 class _Subscriber:
     on_drop: Callable[[], None] | None
     queue: asyncio.Queue[_Held | None] = field(default_factory=asyncio.Queue)
-    backlog: int = 0  # bytes queued for it
+    backlog: int = 0  # bytes queued for it, and of the batch it is being given
+    current: _Held | None = None  # that batch: counted until the subscriber asks for the next
     dropped: bool = False
     ended: str | None = None  # why the hub ended it (its credential, shutdown)
 
@@ -96,6 +99,9 @@ class _Memory:
             self.held -= item.size
 
     def clear(self, sub: _Subscriber) -> None:
+        if sub.current is not None:
+            self.release(sub, sub.current)
+            sub.current = None
         while not sub.queue.empty():
             item = sub.queue.get_nowait()
             if item is not None:
@@ -103,10 +109,11 @@ class _Memory:
 
 
 class _Poller:
-    def __init__(self, store: Store, query: TailQuery, memory: _Memory) -> None:
+    def __init__(self, store: Store, query: TailQuery, memory: _Memory, reads: asyncio.Semaphore) -> None:
         self.store = store
         self.query = query
         self.memory = memory
+        self.reads = reads
         self.position: str | None = None  # set once the first read answered
         self.ready = asyncio.Event()
         self.subscribers: set[_Subscriber] = set()
@@ -115,7 +122,8 @@ class _Poller:
     async def run(self) -> None:
         while True:
             try:
-                batch, position = await self.store.tail(self.query, self.position, BATCH)
+                async with self.reads:
+                    batch, position = await self.store.tail(self.query, self.position, BATCH)
             except StoreUnavailable as exc:  # keep trying: the stream resumes when the store is back
                 log.warning("live tail of %s: %s", self.query.bucket, exc)
                 await asyncio.sleep(1.0)
@@ -168,14 +176,15 @@ class TailHub:
         self,
         store: Store,
         max_streams_per_subject: int,
-        stream_bytes: int = 8 << 20,
-        total_bytes: int = 64 << 20,
+        stream_bytes: int = 4 << 20,
+        total_bytes: int = 32 << 20,
         store_timeout: float = 10.0,
     ) -> None:
         self.store = store
         self.max_streams = max_streams_per_subject
         self.store_timeout = store_timeout
         self._memory = _Memory(stream_bytes, total_bytes)
+        self._reads = asyncio.Semaphore(READS)
         self._pollers: dict[TailQuery, _Poller] = {}
         self._streams: dict[str, int] = {}  # token subject -> open streams
         self._closing = asyncio.Event()
@@ -198,7 +207,7 @@ class TailHub:
         self._streams[subject] = self._streams.get(subject, 0) + 1
         poller = self._pollers.get(query)
         if poller is None:
-            poller = self._pollers[query] = _Poller(self.store, query, self._memory)
+            poller = self._pollers[query] = _Poller(self.store, query, self._memory, self._reads)
             poller.task = asyncio.create_task(poller.run())
         sub = _Subscriber(on_drop)
         poller.subscribers.add(sub)
@@ -228,7 +237,8 @@ class TailHub:
         last = joined if after is None else after
         # Catch up from the subscriber's own position to where it joined the poller.
         while last < joined and sub.ended is None and not sub.dropped:
-            batch, position = await self.store.tail(poller.query, last, BATCH)
+            async with self._reads:
+                batch, position = await self.store.tail(poller.query, last, BATCH)
             batch = [(p, e) for p, e in batch if p <= joined]
             if batch:
                 last = batch[-1][0]
@@ -237,6 +247,9 @@ class TailHub:
                 last = joined  # everything up to where it joined is delivered; the queue has the rest
                 break
         while not self._closing.is_set():
+            if sub.current is not None:  # the last batch is written: it no longer counts
+                self._memory.release(sub, sub.current)
+                sub.current = None
             try:
                 item = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_S)
             except TimeoutError:
@@ -246,7 +259,7 @@ class TailHub:
                 if sub.dropped:
                     raise Dropped()
                 return
-            self._memory.release(sub, item)
+            sub.current = item
             fresh = [(p, e) for p, e in item.batch if p > last]
             if fresh:
                 last = fresh[-1][0]

@@ -74,17 +74,22 @@ def millisecond_query(store_bucket: str, q: EventQuery, ms: int) -> str:
     return _source(store_bucket, q, lo + 1_000_000, lo, _WHOLE) + _PIVOT + _KEEP
 
 
-def tail_query(store_bucket: str, q: TailQuery, lower_ns: int, upper_ns: int, since_ns: int, until_ns: int) -> str:
-    """Points stamped in [lower, upper) and written (`ingested`) in [since, until], whole."""
+def tail_query(
+    store_bucket: str, q: TailQuery, lower_ns: int, upper_ns: int, since_ns: int, until_ns: int, whole: bool = True
+) -> str:
+    """Points stamped in [lower, upper) and written (`ingested`) in [since, until], whole; with
+    `whole=False` only their ids and `ingested` (what influxtail.narrow needs)."""
     pred = _predicate(q.bucket, q.name, q.app, q.server)
+    fields = '"data" or r._field == "id"' if whole else '"id"'
+    columns = '"_time", "data", "id", "app", "server", "event_name", "ingested"' if whole else '"id", "ingested"'
     return (
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
         f"  |> filter(fn: (r) => {pred})\n"
-        '  |> filter(fn: (r) => r._field == "data" or r._field == "id" or r._field == "ingested")\n'
+        f'  |> filter(fn: (r) => r._field == {fields} or r._field == "ingested")\n'
         + _PIVOT
         + f"  |> filter(fn: (r) => r.ingested >= {int(since_ns)} and r.ingested <= {int(until_ns)})\n"
-        + '  |> keep(columns: ["_time", "data", "id", "app", "server", "event_name", "ingested"])\n'
+        + f"  |> keep(columns: [{columns}])\n"
     )
 
 

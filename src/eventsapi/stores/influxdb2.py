@@ -172,9 +172,16 @@ class InfluxDB2Store(InfluxKeys, Store):
         if after is None:
             return [], influxtail.now_position()
         lower, since, until = influxtail.bounds(after)
-        text = flux.tail_query(self.bucket, q, lower, until + influxtail.SETTLE_NS + FUTURE_NS, since, until)
-        rows = [(int(v["ingested"]), record_event(v)) for v in await self._query(text)]
-        return influxtail.cut(rows, after, until, limit)
+        upper = until + influxtail.SETTLE_NS + FUTURE_NS
+        ids = await self._query(flux.tail_query(self.bucket, q, lower, upper, since, until, whole=False))
+        upto = influxtail.narrow(((int(v["ingested"]), v["id"]) for v in ids), after, until, limit)
+        if upto is None:
+            return influxtail.cut([], after, until, limit)
+        rows = [
+            (int(v["ingested"]), record_event(v))
+            for v in await self._query(flux.tail_query(self.bucket, q, lower, upper, since, upto))
+        ]
+        return influxtail.cut(rows, after, upto, limit)
 
     async def buckets(self) -> list[str]:
         return sorted(decode_tag(v["_value"]) for v in await self._query(flux.buckets_query(self.bucket)))

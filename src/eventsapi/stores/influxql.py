@@ -237,7 +237,16 @@ class InfluxQLStore(InfluxKeys, Store):
         if after is None:
             return [], influxtail.now_position()
         lower, since, until = influxtail.bounds(after)
-        series = await self.query(*text.tail_query(q, lower, since, until))
+        ids = await self.query(*text.tail_query(q, lower, since, until, whole=False))
+        pairs = []
+        for s in ids:
+            t_ix, id_ix = s["columns"].index("ingested"), s["columns"].index("id")
+            pairs += [(int(v[t_ix]), v[id_ix]) for v in s["values"]]
+        upto = influxtail.narrow(pairs, after, until, limit)
+        if upto is None:
+            return influxtail.cut([], after, until, limit)
+        series = await self.query(*text.tail_query(q, lower, since, upto))
+        until = upto
         tag = TagDecoder()
         rows: list[tuple[int, StoredEvent]] = []
         for s in series:

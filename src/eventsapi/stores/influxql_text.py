@@ -52,11 +52,13 @@ def millisecond_query(q: EventQuery, ms: int) -> tuple[str, Params]:
     return f"SELECT {_COLUMNS} {source}", params
 
 
-def tail_query(q: TailQuery, lower_ns: int, since_ns: int, until_ns: int) -> tuple[str, Params]:
-    """Points stamped from `lower_ns` on and written (`ingested`) in [since, until]."""
+def tail_query(q: TailQuery, lower_ns: int, since_ns: int, until_ns: int, whole: bool = True) -> tuple[str, Params]:
+    """Points stamped from `lower_ns` on and written (`ingested`) in [since, until]; with
+    `whole=False` only their ids and `ingested` (what influxtail.narrow needs)."""
     where, params = _filters(q.bucket, q.name, q.app, q.server)
+    columns = f"{_COLUMNS}, " if whole else '"id", '
     text = (
-        f'SELECT {_COLUMNS}, "ingested" FROM "{MEASUREMENT}" WHERE {where} AND time >= {int(lower_ns)} '
+        f'SELECT {columns}"ingested" FROM "{MEASUREMENT}" WHERE {where} AND time >= {int(lower_ns)} '
         f'AND "ingested" >= {int(since_ns)} AND "ingested" <= {int(until_ns)}'
     )
     return text, params

@@ -44,6 +44,20 @@ def bounds(after: str) -> tuple[int, int, int]:
     return now - LOOKBACK_NS, int(after.partition(":")[0]), now - SETTLE_NS
 
 
+def narrow(ids: Iterable[tuple[int, str]], after: str, until_ns: int, limit: int) -> int | None:
+    """The `ingested` bound of a poll that reads about `limit` events: from the (ingested, id)
+    of the points written in (after, until] — read first, without payloads — the write holding
+    the limit-th one past `after`. None: there is nothing past `after`. A poll reads whole
+    writes, so it holds at most `limit` events plus one ingest request (EVENTSAPI_MAX_BODY_BYTES),
+    never all that a burst wrote since the last poll."""
+    past = sorted(p for p in (position(t, i) for t, i in ids) if p > after)
+    if not past:
+        return None
+    if len(past) <= limit:
+        return until_ns
+    return int(past[limit - 1].partition(":")[0])
+
+
 def cut(
     rows: Iterable[tuple[int, StoredEvent]], after: str, until_ns: int, limit: int
 ) -> tuple[list[tuple[str, StoredEvent]], str]:
