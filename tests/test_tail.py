@@ -198,3 +198,41 @@ async def test_a_stream_ends_when_its_token_expires(api: Api, bucket: str) -> No
         assert b"event: end" in rest and b"token expired" in rest
     finally:
         s.resp.close()
+
+
+async def test_the_realtime_feed_ends_when_its_token_expires(api: Api, bucket: str) -> None:
+    import json
+
+    from support import make_token
+
+    ws = await api.client.ws_connect(f"/primus?token={make_token(ttl=2)}")
+    try:
+        await ws.send_str(json.dumps({"action": "sub", "public_id": bucket, "filters": ["human:event"]}))
+        await asyncio.sleep(0.5)
+        await api.ingest(bucket, [ev(1)])
+        async with asyncio.timeout(TIMEOUT):
+            first = await ws.receive()
+            assert json.loads(first.data)["data"][1]["human:event"][0]["id"] == "e1"
+            closing = await ws.receive()
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1008 and closing.extra == "token expired"
+    finally:
+        await ws.close()
+
+
+async def test_a_stream_ends_within_10_s_of_its_key_being_revoked(api: Api, bucket: str) -> None:
+    from eventsapi import keys
+    from eventsapi.app import STORE
+
+    key, record = keys.new_key("dashboard", [bucket], "events:read", int(time.time() * 1000))
+    store = api.client.app[STORE]
+    await store.key_create(record)
+    api.token = key
+    s = await open_stream(api, bucket)
+    try:
+        await store.key_revoke(record.key_id, int(time.time() * 1000))
+        revoked = time.monotonic()
+        async with asyncio.timeout(12):
+            rest = await s.resp.content.read()
+        assert b"event: end" in rest and b"key revoked" in rest and time.monotonic() - revoked <= 10
+    finally:
+        s.resp.close()
