@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +141,44 @@ def test_mapping_with_the_node_test_runner() -> None:
     out = subprocess.run(["node", "--test", "test/"], cwd=MODULE, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "# fail 0" in out.stdout
+
+
+def test_an_expired_token_loses_nothing_and_a_key_delivers_it_once(pm2: Callable[..., str], tmp_path: Path) -> None:
+    """The module set up with a token that then expires keeps every event (in its spool, said
+    in `pm2 show` and its error log); `pm2 set pm2-eventsapi:token <key>` delivers each once."""
+    with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_JWT_LEEWAY": "0"}) as service:
+        issued = time.monotonic()
+        expiring = service.token("--sub", "pm2", "--bucket", "prod", "--ttl", "3")
+        reader = service.token("--sub", "r", "--bucket", "prod", "--scope", "events:read")
+        for key, value in (("url", service.url), ("token", expiring), ("bucket", "prod"), ("flush_ms", "200")):
+            pm2("set", f"pm2-eventsapi:{key}", value)
+        pm2("install", ".", cwd=MODULE)
+        ticks = tmp_path / "ticks"
+        pm2("start", str(APP), "--name", "demo",
+            extra_env={"TICK_FILE": str(ticks), "CRASH_MARKER": str(tmp_path / "crashed"),
+                       "PM2IO_PATH": str(MODULE / "node_modules" / "@pm2" / "io")})  # fmt: skip
+
+        def stored(name: str) -> list[dict[str, Any]]:
+            status, rows, _ = service.call("POST", "/api/bucket/prod/data/events", {"event_name": name, "limit": 1000},
+                                           reader)  # fmt: skip
+            assert status == 200
+            return rows  # type: ignore[no-any-return]
+
+        time.sleep(max(0.0, 3.5 - (time.monotonic() - issued)))  # the token has expired
+        ticks.write_text("40")
+        shown = wait_for(lambda: (out := pm2("show", "pm2-eventsapi")) and "refused since" in out and out)
+        assert shown, pm2("show", "pm2-eventsapi")
+        assert stored("tick") == []
+        errors = (tmp_path / "pm2-home" / "logs" / "pm2-eventsapi-error.log").read_text()
+        assert "pm2 set pm2-eventsapi:token" in errors, errors
+        made = subprocess.run(
+            [sys.executable, "-m", "eventsapi", "keys", "create", "--bucket", "prod", "--name", "pm2"],
+            cwd=tmp_path, env=service.env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        pm2("set", "pm2-eventsapi:token", made.stdout.splitlines()[-1])  # PM2 restarts the module with it
+        assert wait_for(lambda: len(stored("tick")) >= 40, timeout=60), len(stored("tick"))
+        time.sleep(1.5)  # anything sent twice would show up now
+        rows = stored("tick")
+        assert sorted(r["data"]["i"] for r in rows) == list(range(40)) and len({r["id"] for r in rows}) == 40
+        shown = pm2("show", "pm2-eventsapi")
+        assert "refused since" not in shown and "│ auth" in shown, shown

@@ -1,6 +1,7 @@
 // pm2-eventsapi: a PM2 module that forwards every custom event (io.emit), process event
 // (start, exit, restart, stop, ...) and exception of the apps PM2 runs to eventsapi.
-// Configure with `pm2 set pm2-eventsapi:url|token|bucket|flush_ms|max_batch|server_name`.
+// Configure with `pm2 set pm2-eventsapi:url|token|bucket|flush_ms|max_batch|max_queue|timeout_ms|server_name`;
+// the token is best an ingest key (`eventsapi keys create`), which does not expire.
 'use strict'
 const path = require('path')
 const os = require('os')
@@ -19,7 +20,8 @@ const settings = {
   bucket: conf.bucket,
   flush_ms: Number(conf.flush_ms) || 1000,
   max_batch: Number(conf.max_batch) || 500,
-  max_queue: Number(conf.max_queue) || 100000
+  max_queue: Number(conf.max_queue) || 100000,
+  timeout_ms: Number(conf.timeout_ms) || 30000
 }
 const server = conf.server_name || defaultServerName()
 const home = process.env.PM2_HOME || path.join(os.homedir(), '.pm2')
@@ -30,6 +32,7 @@ for (const name of ['sent', 'retried', 'dropped', 'rejected']) {
   io.metric({ name, value: () => forwarder.stats[name] })
 }
 io.metric({ name: 'queued', value: () => forwarder.queued })
+io.metric({ name: 'auth', value: () => forwarder.auth }) // "ok", or "refused since <time>"
 
 if (!settings.bucket || !settings.token) {
   console.error('pm2-eventsapi: set pm2-eventsapi:bucket and pm2-eventsapi:token (pm2 set ...)')

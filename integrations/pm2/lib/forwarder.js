@@ -1,82 +1,115 @@
 // Batches events and sends them to eventsapi: by size and time, gzip, retries with backoff
 // (Retry-After honoured), a bounded queue, and a spool file so that what waits survives a
-// stop, a crash or a service outage. Each event got its id when it was queued, so a retry
-// after a lost answer stores nothing twice.
+// stop, a crash, a service outage or a refused credential. Each event got its id when it was
+// queued, so a retry after a lost answer stores nothing twice.
+//
+// What is never a reason to drop: a refused credential or address (401, 403, 404: kept and
+// retried until `pm2 set pm2-eventsapi:token ...` fixes it, said in `pm2 show` as `auth`),
+// a batch too large (413, or 400 for the batch as a whole: split in halves). Only an event the
+// service refuses on its own is dropped, counted as `rejected`.
 'use strict'
-const fs = require('fs')
 const http = require('http')
 const https = require('https')
 const zlib = require('zlib')
+const { Spool } = require('./spool')
+
+const REFUSED = new Set([401, 403, 404])
+const SPLIT = new Set([400, 413])
 
 class Forwarder {
   constructor (conf, spoolPath, log = console) {
     this.conf = conf
-    this.spoolPath = spoolPath
     this.log = log
-    this.queue = []
+    this.spool = new Spool(spoolPath)
+    // Queued events as their NDJSON lines (sent as they are); `head` is the first not yet sent,
+    // so taking a batch off the front costs nothing, whatever the backlog.
+    this.queue = this.spool.restore()
+    this.head = 0
     this.stats = { sent: 0, retried: 0, dropped: 0, rejected: 0 }
-    this.sending = false
+    this.round = null
     this.backoffUntil = 0
     this.failures = 0
-    this._restore()
+    this.refusedSince = null
+    this.refusalLogged = 0
+    if (this.queue.length) this.log.info(`pm2-eventsapi: ${this.queue.length} events from the spool`)
   }
 
-  get queued () { return this.queue.length }
+  get queued () { return this.queue.length - this.head }
 
-  // Events written by a previous run that never got an answer are sent first.
-  _restore () {
-    let text = ''
-    try { text = fs.readFileSync(this.spoolPath, 'utf8') } catch (e) { return }
-    for (const line of text.split('\n')) {
-      if (!line) continue
-      try { this.queue.push(JSON.parse(line)) } catch (e) { /* a torn last line: skip it */ }
-    }
-    if (this.queue.length) this.log.info(`pm2-eventsapi: ${this.queue.length} events from the spool`)
+  // What `pm2 show` says of the credential.
+  get auth () {
+    return this.refusedSince === null ? 'ok' : `refused since ${new Date(this.refusedSince).toISOString()}`
   }
 
   push (event) {
     if (!event) return
-    this.queue.push(event)
-    fs.appendFileSync(this.spoolPath, JSON.stringify(event) + '\n')
-    if (this.queue.length > this.conf.max_queue) { // bounded: the oldest go, and are counted
-      const over = this.queue.length - this.conf.max_queue
-      this.queue.splice(0, over)
+    const line = JSON.stringify(event)
+    this.queue.push(line)
+    this.spool.append(line)
+    const over = this.queued - this.conf.max_queue
+    if (over > 0) { // bounded: the oldest go, and are counted
+      this._consume(over)
       this.stats.dropped += over
-      this._rewriteSpool()
     }
-    if (this.queue.length >= this.conf.max_batch) this.flush()
+    if (this.queued >= this.conf.max_batch) this.flush()
   }
 
-  _rewriteSpool () {
-    const tmp = this.spoolPath + '.tmp'
-    fs.writeFileSync(tmp, this.queue.map((e) => JSON.stringify(e) + '\n').join(''))
-    fs.renameSync(tmp, this.spoolPath)
+  // The first n queued events are done with (sent, rejected or dropped).
+  _consume (n) {
+    this.spool.consume(this.queue.slice(this.head, this.head + n))
+    this.head += n
+    if (this.head > 1000 && this.head * 2 > this.queue.length) { // amortised: O(1) per event
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
   }
 
-  async flush () {
-    if (this.sending || !this.queue.length || Date.now() < this.backoffUntil) return
-    this.sending = true
+  // One round of sending at a time: a call meanwhile gets the round under way. Never
+  // rejects: called from timers and the bus, where a rejection would go unhandled.
+  flush () {
+    if (!this.round) this.round = this._flush().finally(() => { this.round = null })
+    return this.round
+  }
+
+  async _flush () {
+    if (!this.queued || Date.now() < this.backoffUntil) return
     try {
-      while (this.queue.length && Date.now() >= this.backoffUntil) {
-        const batch = this.queue.slice(0, this.conf.max_batch)
+      let size = this.conf.max_batch
+      while (this.queued && Date.now() >= this.backoffUntil) {
+        const batch = this.queue.slice(this.head, this.head + size)
         const outcome = await this._send(batch)
         if (outcome === 'retry') break
-        this.queue.splice(0, batch.length)
-        this._rewriteSpool()
+        if (outcome === 'split') {
+          if (batch.length > 1) { size = Math.ceil(batch.length / 2); continue }
+          this.log.error(`pm2-eventsapi: an event was refused on its own and dropped: ${batch[0].slice(0, 200)}`)
+          this.stats.rejected += 1
+        }
+        this._consume(batch.length)
+        size = this.conf.max_batch
       }
-    } finally {
-      this.sending = false
+    } catch (err) {
+      this.log.error(`pm2-eventsapi: flush failed: ${err && err.message}`)
     }
   }
 
   _send (batch) {
     const url = new URL(`/api/bucket/${encodeURIComponent(this.conf.bucket)}/data/events/ingest`, this.conf.url)
-    const body = zlib.gzipSync(JSON.stringify(batch))
+    const body = zlib.gzipSync('[' + batch.join(',') + ']')
     const client = url.protocol === 'https:' ? https : http
     return new Promise((resolve) => {
+      let settled = false
+      const settle = (outcome) => {
+        if (settled) return
+        settled = true
+        clearTimeout(deadline)
+        resolve(outcome)
+      }
+      // The whole exchange, body included: a service that stops mid-answer is a failed send.
+      const deadline = setTimeout(() => {
+        req.destroy(new Error('no complete answer in time'))
+      }, this.conf.timeout_ms || 30000)
       const req = client.request(url, {
         method: 'POST',
-        timeout: 30000,
         headers: {
           Authorization: `Bearer ${this.conf.token}`,
           'Content-Type': 'application/json',
@@ -86,41 +119,56 @@ class Forwarder {
       }, (res) => {
         const chunks = []
         res.on('data', (c) => chunks.push(c))
-        res.on('end', () => resolve(this._outcome(res, Buffer.concat(chunks).toString(), batch)))
+        res.on('end', () => settle(this._outcome(res, Buffer.concat(chunks).toString(), batch)))
+        res.on('error', (err) => settle(this._retry(`answer cut off: ${err.message}`, null)))
+        res.on('close', () => { if (!res.complete) settle(this._retry('answer cut off', null)) })
       })
-      req.on('timeout', () => req.destroy(new Error('timed out')))
-      req.on('error', (err) => resolve(this._retry(`network: ${err.message}`, null)))
+      req.on('error', (err) => settle(this._retry(`network: ${err.message}`, null)))
       req.end(body)
     })
   }
 
   _outcome (res, text, batch) {
-    if (res.statusCode === 200) {
-      let answer = {}
-      try { answer = JSON.parse(text) } catch (e) { /* counted as sent below */ }
+    const status = res.statusCode
+    if (status === 200) {
+      let answer
+      try { answer = JSON.parse(text) } catch (e) { return this._retry('unreadable answer', null) }
       const rejected = Array.isArray(answer.rejected) ? answer.rejected : []
       for (const r of rejected) this.log.error(`pm2-eventsapi: event rejected: ${r.error}`)
       this.stats.rejected += rejected.length
       this.stats.sent += batch.length - rejected.length
       this.failures = 0
+      if (this.refusedSince !== null) {
+        this.log.info('pm2-eventsapi: the credential is accepted again; sending what was kept')
+        this.refusedSince = null
+      }
       return 'done'
     }
-    if (res.statusCode === 429 || res.statusCode >= 500 || res.statusCode === 408) {
-      return this._retry(`eventsapi answered ${res.statusCode}`, res.headers['retry-after'])
+    if (SPLIT.has(status)) return 'split'
+    if (REFUSED.has(status)) {
+      if (this.refusedSince === null) this.refusedSince = Date.now()
+      const outcome = this._retry(null, res.headers['retry-after'], 60000)
+      if (Date.now() - this.refusalLogged >= 60000) { // loud, but a line a minute
+        this.refusalLogged = Date.now()
+        this.log.error(
+          `pm2-eventsapi: eventsapi refused the credential or address (${status}: ${text.slice(0, 200)}) ` +
+          `since ${new Date(this.refusedSince).toISOString()}; ${this.queued} events kept in the spool. ` +
+          'Set a working one: pm2 set pm2-eventsapi:token <key> (eventsapi keys create)')
+      }
+      return outcome
     }
-    // 400, 401, 403, 404, 413: sending it again cannot succeed.
-    this.log.error(`pm2-eventsapi: batch of ${batch.length} refused (${res.statusCode}): ${text.slice(0, 300)}`)
-    this.stats.dropped += batch.length
-    return 'done'
+    return this._retry(`eventsapi answered ${status}`, res.headers['retry-after'])
   }
 
-  _retry (why, retryAfter) {
+  _retry (why, retryAfter, cap = 30000) {
     this.failures += 1
     this.stats.retried += 1
-    const backoff = Math.min(30000, 500 * 2 ** Math.min(this.failures, 6)) * (0.5 + Math.random() / 2)
+    const backoff = Math.min(cap, 500 * 2 ** Math.min(this.failures, 7)) * (0.5 + Math.random() / 2)
     const told = Number(retryAfter) * 1000
     this.backoffUntil = Date.now() + (told > 0 ? Math.max(told, backoff / 4) : backoff)
-    this.log.warn(`pm2-eventsapi: ${why}; ${this.queue.length} events wait, retry in ${Math.round((this.backoffUntil - Date.now()) / 1000)} s`)
+    if (why) {
+      this.log.warn(`pm2-eventsapi: ${why}; ${this.queued} events wait, retry in ${Math.round((this.backoffUntil - Date.now()) / 1000)} s`)
+    }
     return 'retry'
   }
 }
