@@ -96,9 +96,10 @@ def test_flux_string_escapes() -> None:
 
 
 def test_stats_query_uses_native_window_aggregate() -> None:
-    text = flux.stats_query("events", StatsQuery("b", "e", None, None, [0], 60_000, "day", "Europe/Paris"))
-    assert 'timezone.location(name: "Europe/Paris")' in text
-    assert 'aggregateWindow(every: 1d, fn: count, createEmpty: true, timeSrc: "_start")' in text
+    day = 86_400_000
+    text = flux.stats_query("events", StatsQuery("b", "e", None, None, [23 * 3_600_000, day + 22 * 3_600_000],
+                                                 2 * day + 22 * 3_600_000, "day", "Europe/Paris"))  # fmt: skip
+    assert 'aggregateWindow(every: 3600000ms, fn: count, createEmpty: true, timeSrc: "_start")' in text
 
 
 def test_delete_predicate() -> None:

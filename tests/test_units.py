@@ -57,6 +57,20 @@ def test_hour_windows_in_fall_back_hour_are_distinct() -> None:
     assert all(b - a == 3_600_000 for a, b in itertools.pairwise(starts))
 
 
+def test_engine_step_divides_every_window() -> None:
+    from eventsapi.windows import engine_step
+
+    now = ms(2026, 11, 1, 12, tz="UTC")
+    for zone, interval, step in [
+        ("UTC", "day", 86_400_000), ("Europe/Paris", "day", 3_600_000), ("America/New_York", "hour", 3_600_000),
+        ("Asia/Kolkata", "hour", 1_800_000), ("Pacific/Chatham", "hour", 900_000), ("Pacific/Chatham", "day", 900_000),
+        ("Australia/Lord_Howe", "hour", 1_800_000), ("Europe/Paris", "minute", 60_000),
+    ]:  # fmt: skip
+        starts, end = window_starts(now, 300 if interval != "minute" else 1, interval, ZoneInfo(zone))
+        assert engine_step(starts, end, interval) == step, zone
+        assert all(s % step == 0 for s in starts) and end % step == 0
+
+
 def test_minute_windows_count_and_limit() -> None:
     now = ms(2026, 1, 1, 0, 0) + 30_000
     starts, end = window_starts(now, 2, "minute", ZoneInfo("UTC"))
@@ -227,10 +241,10 @@ def test_influxql_text_never_contains_user_values(value: str) -> None:
 
 
 def test_influxql_stats_and_quote() -> None:
-    q, _ = ql.stats_query(StatsQuery("b", "n", None, None, [60_000], 120_000, "day", "America/New_York"))
-    assert q.endswith(
-        "AND time >= 60000000000 AND time < 120000000000 GROUP BY time(1d) fill(0) tz('America/New_York')"
-    )
+    paris = ZoneInfo("Europe/Paris")
+    starts, end = window_starts(ms(2026, 11, 1, 12, tz="Europe/Paris"), 250, "day", paris)
+    q, _ = ql.stats_query(StatsQuery("b", "n", None, None, starts, end, "day", "Europe/Paris"))
+    assert q.endswith(f"AND time >= {starts[0] * 10**6} AND time < {end * 10**6} GROUP BY time(3600000ms) fill(0)")
     assert ql.quote_string("it's \\") == "'it\\'s \\\\'"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -16,18 +17,40 @@ class TooManyWindows(ValueError):
     pass
 
 
+def _offset(t_ms: int, tz: ZoneInfo) -> int:
+    """The zone's UTC offset at instant t_ms, in ms."""
+    offset = datetime.fromtimestamp(t_ms / 1000, tz).utcoffset()
+    return 0 if offset is None else int(offset.total_seconds() * 1000)
+
+
+def _first_with_offset(lo: int, hi: int, offset: int, tz: ZoneInfo) -> int:
+    """The first instant after lo, up to hi, whose offset differs from `offset` (lo has it,
+    hi does not): where the zone's clock changed."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _offset(mid, tz) == offset else (lo, mid)
+    return hi
+
+
 def window_start(t_ms: int, interval: str, tz: ZoneInfo) -> int:
-    """Start (epoch ms) of the local minute/hour/day that contains instant t_ms."""
+    """Start (epoch ms) of the window that contains instant t_ms.
+
+    Minute and day windows are local minutes and days. An hour window is a local clock hour,
+    and a change of UTC offset inside one starts a new window: so in a zone whose offset or DST
+    shift is not a whole hour (Chatham +12:45, Lord Howe's 30-minute DST) every local hour
+    that exists has its window, the partial hour after a spring-forward included."""
     if interval == "minute":
         # Every UTC offset in use since 1972 is a whole number of minutes.
         return t_ms - t_ms % 60_000
-    local = datetime.fromtimestamp(t_ms / 1000, tz)
     if interval == "hour":
-        # Keep the fold so that the repeated hour of a DST fall-back is its own window.
-        start = local.replace(minute=0, second=0, microsecond=0)
-    else:
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
-    ms = int(start.timestamp() * 1000)
+        offset = _offset(t_ms, tz)
+        start = t_ms - (t_ms + offset) % STEP_MS["hour"]  # the local hour, at this offset
+        if _offset(start, tz) != offset:  # the clock changed within it: the window starts there
+            start = _first_with_offset(start, t_ms, _offset(start, tz), tz)
+        return start
+    local = datetime.fromtimestamp(t_ms / 1000, tz)
+    start_day = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+    ms = int(start_day.timestamp() * 1000)
     # A local midnight that does not exist (DST jump at 00:00) resolves after t; step back.
     return ms if ms <= t_ms else window_start(t_ms - STEP_MS["hour"], interval, tz)
 
@@ -55,10 +78,28 @@ def window_starts(now_ms: int, days: float, interval: str, tz: ZoneInfo) -> tupl
 
 def _next_start(s: int, interval: str, tz: ZoneInfo) -> int:
     step = STEP_MS[interval]
+    if interval == "hour":
+        offset = _offset(s, tz)
+        nxt = s - (s + offset) % step + step  # the next local hour, if the clock does not change
+        if _offset(nxt - 1, tz) != offset:  # it changes before: a window starts at the change
+            nxt = _first_with_offset(s, nxt - 1, offset, tz)
+        return nxt
     nxt = window_start(s + step, interval, tz)
-    if nxt <= s:  # a 25-hour day or a 90-minute hour: one step was not enough
+    if nxt <= s:  # a 25-hour day: one step was not enough
         nxt = window_start(s + step + step // 2, interval, tz)
     return nxt
+
+
+def engine_step(starts: Sequence[int], end: int, interval: str) -> int:
+    """The longest window (ms), aligned to the epoch, that every window of ours is made of: the
+    engine counts per such window (in UTC, the same on every engine and version) and
+    counts_per_window adds them up. Minutes stay minutes; hours and days of whole-hour zones
+    are hours; India's, half hours; Chatham's, quarter hours."""
+    step = STEP_MS[interval]
+    grain = step
+    for t in (*starts, end):
+        grain = math.gcd(grain, t % step)
+    return grain
 
 
 def utc_iso(ms: int) -> str:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from eventsapi.stores.lineprotocol import KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import EventQuery, StatsQuery, TailQuery
+from eventsapi.windows import engine_step
 
-_INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -128,15 +128,15 @@ def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> st
 
 
 def stats_query(store_bucket: str, q: StatsQuery) -> str:
-    """Counts per window of `q`, windows labelled by their start and aligned in `q.tz`."""
+    """Counts per window of windows.engine_step (UTC), labelled by their start: the store adds
+    them up into the windows of `q`, aligned in its zone."""
     return (
-        'import "timezone"\n'
-        f"option location = timezone.location(name: {flux_string(q.tz)})\n"
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(q.starts[0] * 1_000_000)}, stop: {flux_time(q.end * 1_000_000)})\n"
         f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
         "  |> group()\n"
-        f'  |> aggregateWindow(every: {_INTERVALS[q.interval]}, fn: count, createEmpty: true, timeSrc: "_start")\n'
+        f"  |> aggregateWindow(every: {engine_step(q.starts, q.end, q.interval)}ms, fn: count, createEmpty: true, "
+        'timeSrc: "_start")\n'
         '  |> keep(columns: ["_time", "_value"])\n'
     )
 

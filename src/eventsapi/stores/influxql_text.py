@@ -2,18 +2,17 @@
 
 User text never enters the query text: every tag value travels as a bind parameter
 (`$name`, sent in the `params` form field of /query), already in its stored encoding.
-Only integers we computed (nanosecond times, limits) and validated IANA zone names are
-written into the text; the zone goes through `quote_string` all the same.
+Only integers we computed (nanosecond times, limits, window lengths) are written into the text.
 """
 
 from __future__ import annotations
 
 from eventsapi.stores.lineprotocol import KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import DeleteScope, EventQuery, StatsQuery, TailQuery
+from eventsapi.windows import engine_step
 
 Params = dict[str, str]
 
-_INTERVALS = {"minute": "1m", "hour": "1h", "day": "1d"}
 _COLUMNS = '"data", "id", "app", "server", "event_name"'
 
 
@@ -96,7 +95,7 @@ def stats_query(q: StatsQuery) -> tuple[str, Params]:
     text = (
         f'SELECT count("id") FROM "{MEASUREMENT}" WHERE {where} '
         f"AND time >= {int(q.starts[0]) * 1_000_000} AND time < {int(q.end) * 1_000_000} "
-        f"GROUP BY time({_INTERVALS[q.interval]}) fill(0) tz({quote_string(q.tz)})"
+        f"GROUP BY time({engine_step(q.starts, q.end, q.interval)}ms) fill(0)"
     )
     return text, params
 
