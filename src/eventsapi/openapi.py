@@ -92,7 +92,14 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT, or an ingest key (eak_...)",
+                    "description": "A signed token (`eventsapi token`) or an ingest key (`eventsapi keys create`).",
+                }
+            },
             "schemas": schemas,
         },
         "paths": {
@@ -246,8 +253,11 @@ def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
                     "summary": "Live tail: newly ingested events as Server-Sent Events",
                     "description": (
                         "Each event is one message: `id:` its position, `data:` the event as retrieve returns "
-                        "it. Reconnecting with `Last-Event-ID` resumes right after that position. A comment "
-                        "line every 15 s keeps idle connections open."
+                        "it. Reconnecting with `Last-Event-ID` resumes right after that position (a position "
+                        "ahead of the newest event is 400). A comment line every 15 s keeps idle connections "
+                        "open. A stream that falls behind by EVENTSAPI_STREAM_BYTES is disconnected (resume "
+                        "with its last id); when its token expires or its key is revoked it sends `event: end` "
+                        "with the reason, and closes."
                     ),
                     "security": security,
                     "parameters": [
