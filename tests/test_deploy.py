@@ -91,3 +91,19 @@ def test_relative_links_in_the_docs_resolve_inside_the_clone() -> None:
             if not resolved.is_relative_to(ROOT) or not resolved.exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+def test_env_reference_loads_under_docker_env_file_rules() -> None:
+    """`docker run --env-file` takes each line as KEY=VALUE literally (no quotes, no trailing
+    comments), skips blank lines and lines starting with #: the example must load as it is."""
+    from eventsapi.config import load_settings
+
+    env: dict[str, str] = {}
+    for line in (ROOT / "deploy/eventsapi.env.example").read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        assert "#" not in value, f"a trailing comment would become part of {key}'s value"
+        env[key] = value
+    settings = load_settings(env)
+    assert settings.port == 8080 and settings.host == "0.0.0.0"
