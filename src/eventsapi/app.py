@@ -12,7 +12,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +27,7 @@ from eventsapi.auth import Authenticator, Principal
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
+from eventsapi.ingest import RETRY_AFTER, Ingest, Retention, store_call
 from eventsapi.keys import Keyring
 from eventsapi.observability import Metrics, route_name
 from eventsapi.openapi import openapi_document
@@ -42,7 +42,6 @@ from eventsapi.validation import (
     decode_body,
     loads,
     parse_delete,
-    parse_ingest,
     parse_retrieve,
     parse_stats,
 )
@@ -61,7 +60,8 @@ RATE = web.AppKey("rate", RateLimiter)
 RATE_HEADERS = web.RequestKey("rate_headers", dict)
 PRINCIPAL = web.RequestKey("principal", Principal)
 HUB = web.AppKey("hub", TailHub)
-RETRY_AFTER = "5"
+RETENTION = web.AppKey("retention", Retention)
+INGEST = web.AppKey("ingest", Ingest)
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
 ROW_COST = 100
@@ -111,13 +111,7 @@ async def problems_middleware(
 
 
 async def _store_call(request: web.Request, coro: Awaitable[T]) -> T:
-    """Bound every store call by EVENTSAPI_STORE_TIMEOUT: an outage answers 503, never hangs."""
-    try:
-        async with asyncio.timeout(request.app[SETTINGS].store_timeout):
-            return await coro
-    except TimeoutError:
-        request.app[METRICS].store_errors.labels("timeout").inc()
-        raise StoreUnavailable("store timed out") from None
+    return await store_call(coro, request.app[SETTINGS].store_timeout, request.app[METRICS])
 
 
 _CLASS_OF_SCOPE = {"events:read": "read", "events:write": "write", "events:delete": "delete"}
@@ -178,29 +172,9 @@ def _json(value: object, headers: dict[str, str] | None = None) -> web.Response:
 
 async def ingest(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:write")
-    settings = request.app[SETTINGS]
     body = await _read_body(request)
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
-    now_ms = int(time.time() * 1000)
-    batch = parse_ingest(body, ndjson, settings.max_events, now_ms)
-    await _read_retention(request.app)
-    retention = request.app[RETENTION]
-    cutoff = retention.cutoff_ms(now_ms)
-    if cutoff is not None and batch.events:
-        reason = f"at is older than the retention ({retention.describe()})"
-        old = {i: reason for i, e in enumerate(batch.events) if e.at < cutoff}
-        if old:
-            batch.reject(old)
-    if batch.events:
-        over = await _store_call(request, request.app[GUARD].check(bucket, batch.events))
-        if over:
-            batch.reject(over)
-    if batch.events:
-        await _store_call(request, request.app[STORE].ingest(bucket, batch.events))
-    metrics = request.app[METRICS]
-    metrics.ingested.inc(len(batch.events))
-    metrics.rejected.inc(len(batch.rejected))
-    return _json(wire.IngestResult(len(batch.events), batch.rejected))
+    return _json(await request.app[INGEST](bucket, body, ndjson))
 
 
 async def retrieve(request: web.Request) -> web.Response:
@@ -402,8 +376,8 @@ async def readyz(request: web.Request) -> web.Response:
         await _store_call(request, request.app[STORE].ping())
     except StoreUnavailable:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
-    await _read_retention(request.app)
     retention = request.app[RETENTION]
+    await retention.read(request.app[STORE], request.app[SETTINGS])
     return _json({"status": "ready", "retention_days": retention.days if retention.known else "unknown"})
 
 
@@ -428,49 +402,6 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
 # -- factory -------------------------------------------------------------------------------
 
 
-@dataclass
-class Retention:
-    """How long the store keeps events, as last read from it (None: for ever, or unknown)."""
-
-    days: float | None = None
-    known: bool = False
-    next_try: float = 0.0  # monotonic time before which a failed read is not tried again
-
-    def cutoff_ms(self, now_ms: int) -> int | None:
-        return None if self.days is None else now_ms - int(self.days * 86_400_000)
-
-    def describe(self) -> str:
-        return "for ever" if self.days is None else f"{self.days:g} days"
-
-
-RETENTION = web.AppKey("retention", Retention)
-
-
-async def _read_retention(app: web.Application) -> None:
-    """Read the store's retention once it answers (at start-up, or later if it was not reachable
-    then, at most every RETRY_AFTER seconds): log it, and warn when it differs from
-    EVENTSAPI_RETENTION_DAYS (on InfluxDB the engine's retention policy is what applies)."""
-    retention, settings, store = app[RETENTION], app[SETTINGS], app[STORE]
-    if retention.known or time.monotonic() < retention.next_try:
-        return
-    try:
-        async with asyncio.timeout(settings.store_timeout):
-            retention.days = await store.retention_days()
-    except (StoreUnavailable, TimeoutError) as exc:
-        retention.next_try = time.monotonic() + float(RETRY_AFTER)
-        log.warning("could not read the store's retention: %s", exc)
-        return
-    retention.known = True
-    log.info("store %s keeps events %s", store.name, retention.describe())
-    if settings.retention_days is not None and retention.days != settings.retention_days:
-        log.warning(
-            "EVENTSAPI_RETENTION_DAYS=%g but the store keeps events %s; set the engine's retention to match "
-            "(docs/influx.md)",
-            settings.retention_days,
-            retention.describe(),
-        )
-
-
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Build the application. The store is opened on start-up and closed on clean-up."""
     app = web.Application(middlewares=[problems_middleware], client_max_size=settings.max_body_bytes)
@@ -492,13 +423,14 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         except (StoreUnavailable, TimeoutError) as exc:
             # Start anyway: /readyz says 503 and requests answer 503 until the store is back.
             log.warning("store not reachable at start-up: %s", exc)
-        await _read_retention(app)
+        await app[RETENTION].read(s, settings)
         app[HUB] = TailHub(
             s, settings.max_streams, settings.stream_bytes, settings.tail_memory_bytes, settings.store_timeout
         )
         app[GUARD] = CardinalityGuard(
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )
+        app[INGEST] = Ingest(s, app[GUARD], app[RETENTION], settings, app[METRICS])
         renewal = asyncio.create_task(keyring.renew_forever())
         yield
         renewal.cancel()
