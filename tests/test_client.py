@@ -16,6 +16,14 @@ from support.service import Service
 pytestmark = pytest.mark.slow
 
 
+async def round_trip(events: AsyncEventsClient, name: str, n: int, **paging: int) -> list[int]:
+    """Emit n events numbered in `data.i`, flush, and read back the numbers stored."""
+    for i in range(n):
+        await events.emit(name, {"i": i})
+    await events.flush()
+    return sorted([e["data"]["i"] async for e in events.retrieve(name, **paging)])
+
+
 def test_5000_events_across_a_restart_are_stored_exactly_once(tmp_path: Path) -> None:
     with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"}) as service:
         token = service.token("--sub", "producer", "--bucket", "b", "--scope", "events:read events:write")
@@ -42,12 +50,8 @@ async def test_async_client_waits_out_rate_limits_and_pages_through(tmp_path: Pa
     with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_RATE_LIMITS": "write=5/s:1"}) as service:
         token = service.token("--sub", "p", "--bucket", "b", "--scope", "events:read events:write events:delete")
         async with AsyncEventsClient(service.url, token, "b", app="api", flush_interval=0.01, max_batch=10) as events:
-            for i in range(60):
-                await events.emit("deploy", {"i": i})
-            await events.flush()
+            assert await round_trip(events, "deploy", 60, page_size=7) == list(range(60))
             assert events.counters.sent == 60 and events.counters.retried > 0  # 429s, Retry-After honoured
-            got = [e async for e in events.retrieve("deploy", page_size=7)]
-            assert sorted(e["data"]["i"] for e in got) == list(range(60))
             await events.delete_all()
             assert await events.keys() == []
 
@@ -125,11 +129,8 @@ async def test_a_batch_too_large_is_split_not_dropped(tmp_path: Path) -> None:
     with Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_MAX_EVENTS": "10"}) as service:
         token = service.token("--sub", "p", "--bucket", "b", "--scope", "events:read events:write")
         async with AsyncEventsClient(service.url, token, "b", app="api", flush_interval=60, max_batch=25) as events:
-            for i in range(60):
-                await events.emit("tick", {"i": i})
-            await events.flush()
+            assert await round_trip(events, "tick", 60) == list(range(60))
             assert events.counters.sent == 60 and events.counters.dropped == events.counters.rejected == 0
-            assert sorted([e["data"]["i"] async for e in events.retrieve("tick")]) == list(range(60))
 
 
 async def test_a_response_cut_mid_body_is_retried_not_waited_on_for_ever() -> None:
