@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
         open_store(store_url, settings)  # builds only: a malformed URL is a configuration error
     except ValueError as exc:
         raise ConfigError(f"EVENTSAPI_STORE / --store: {exc}") from None
+    # Bind before saying anything: a port in use or an address not on this host is one line.
+    # With --workers each worker binds (SO_REUSEPORT); the parent tries first.
+    sock = _bind(settings.host, settings.port, settings.reuse_port or settings.workers > 1)
     log = logging.getLogger("eventsapi")
     if source == "generated":
         log.info(
@@ -38,16 +42,14 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         from eventsapi.workers import run_workers
 
+        sock.close()
         log.info("starting %d workers on http://%s:%d", settings.workers, settings.host, settings.port)
         serve_args = [a for a in ("--host", settings.host, "--port", str(settings.port))]
         if args.store:
             serve_args += ["--store", args.store]
         return run_workers(settings.workers, serve_args)
     log.info(
-        "eventsapi listening on http://%s:%d, store %s",
-        settings.host,
-        settings.port,
-        store_url.split("://", 1)[0],
+        "eventsapi listening on http://%s:%d, store %s", settings.host, settings.port, settings.store_description()
     )
     app = create_app(settings)
     # Ingest allocates thousands of short-lived objects per request; the default collector
@@ -57,27 +59,46 @@ def _serve(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     web.run_app(
         app,
-        host=settings.host,
-        port=settings.port,
+        sock=sock,
         access_log_class=JSONAccessLogger,
         access_log=logging.getLogger("eventsapi.access") if settings.access_log else None,
         shutdown_timeout=settings.shutdown_timeout,
         # Also closes a connection that sends no complete request head within this time.
         keepalive_timeout=settings.keepalive_timeout,
         print=None,
-        reuse_port=settings.reuse_port or None,
     )
     return 0
 
 
-def _workers_arg(value: str) -> int:
-    from eventsapi.config import SETTINGS
-
-    parse = next(s.parse for s in SETTINGS if s.field == "workers")
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """The listening socket, or a ConfigError that says in one line why there is none."""
     try:
-        count = parse(value)
-        assert isinstance(count, int)
-        return count
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(1024)
+        except BaseException:
+            sock.close()
+            raise
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {why} (EVENTSAPI_HOST / EVENTSAPI_PORT)") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _setting_arg(field: str, value: str) -> int:
+    """A command-line value read by the setting's own parser (the same rules as its variable)."""
+    parse = next(s.parse for s in SETTINGS if s.field == field)
+    try:
+        parsed = parse(value)
+        assert isinstance(parsed, int)
+        return parsed
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected {exc}") from None
 
@@ -104,7 +125,8 @@ def _token(args: argparse.Namespace) -> int:
     scopes = args.scope.split()
     if not 0 < args.ttl <= settings.jwt_max_lifetime:
         print(
-            f"--ttl must be > 0 and at most {settings.jwt_max_lifetime:g} (EVENTSAPI_JWT_MAX_LIFETIME)", file=sys.stderr
+            f"--ttl must be > 0 and at most {int(settings.jwt_max_lifetime)} seconds (EVENTSAPI_JWT_MAX_LIFETIME)",
+            file=sys.stderr,
         )
         return 2
     print(issue_token(settings.jwt_secret, args.sub, args.bucket, " ".join(scopes), args.ttl, int(time.time())))
@@ -211,9 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument("--port", type=lambda v: _setting_arg("port", v), default=None, help="port (default 8080)")
     serve.add_argument(
-        "--workers", type=lambda v: _workers_arg(v), default=None, help="worker processes (a number, or auto)"
+        "--workers",
+        type=lambda v: _setting_arg("workers", v),
+        default=None,
+        help="worker processes (a number, or auto)",
     )
     serve.add_argument(
         "--store",
@@ -224,10 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(func=_settings)
 
-    token = sub.add_parser("token", help="print a signed JWT")
-    token.add_argument("--sub", required=True)
-    token.add_argument("--bucket", action="append", required=True, help="bucket id, or '*' for all")
-    token.add_argument("--scope", default="events:read events:write")
+    token = sub.add_parser(
+        "token",
+        help="print a signed JWT (HS256, with the secret serve uses from this directory)",
+        description="Print a signed token. For producers that run for months, prefer `eventsapi keys create`.",
+    )
+    token.add_argument(
+        "--sub", required=True, help="who the token is for (rate limits and stream limits count per sub)"
+    )
+    token.add_argument("--bucket", action="append", required=True, help="bucket id it grants (repeat), or '*' for all")
+    token.add_argument(
+        "--scope",
+        default="events:read events:write",
+        help="space-separated: events:read events:write events:delete (default: events:read events:write)",
+    )
     token.add_argument("--ttl", type=int, default=24 * 3600, help="seconds (default 86400)")
     token.set_defaults(func=_token)
 

@@ -69,6 +69,19 @@ class Settings:
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'events.db').resolve()}"
 
+    def store_description(self) -> str:
+        """The store as the start-up line names it: the SQLite file's absolute path, or the
+        InfluxDB URL without credentials."""
+        from urllib.parse import unquote, urlsplit, urlunsplit
+
+        url = self.resolved_store_url()
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            return f"sqlite {Path(unquote(parts.netloc + parts.path)).resolve()}"
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+
 
 # -- parsers: each takes the raw text and returns the value, or raises ValueError(expected) ---
 
@@ -118,7 +131,17 @@ _days = _number("days")
 def _workers(raw: str) -> int:
     if raw.strip().lower() == "auto":
         return os.cpu_count() or 1
-    return _positive_int(raw)
+    try:
+        return _positive_int(raw)
+    except ValueError:
+        raise ValueError("an integer > 0, or auto") from None
+
+
+def _hs256_secret(raw: str) -> str:
+    # RFC 7518 §3.2: an HS256 key must have at least as many bits as the hash, 256.
+    if len(raw.encode()) < 32:
+        raise ValueError("a secret of at least 32 bytes (RFC 7518: HS256 keys have >= 256 bits)")
+    return raw
 
 
 def _flag(raw: str) -> bool:
@@ -207,8 +230,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "jwt_secret",
         "EVENTSAPI_JWT_SECRET",
-        _text,
-        "HS256 secret",
+        _hs256_secret,
+        "HS256 secret, at least 32 bytes",
         default_text="generated in the data dir",
         secret=True,
     ),
