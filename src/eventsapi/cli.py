@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from eventsapi.config import SETTINGS, ConfigError, ensure_secret, load_settings, settings_table
-from eventsapi.stores import open_store
+from eventsapi.stores import URL_FORMS, open_store
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         default=None,
-        help="sqlite:///PATH | influxql://HOST:PORT/DB | influxdb2://HOST:PORT?org=O&bucket=B",
+        help=URL_FORMS,
     )
     serve.set_defaults(func=_serve)
 

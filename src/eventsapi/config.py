@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from eventsapi.ratelimit import Limit, parse_limits
+from eventsapi.stores import URL_FORMS
 
 DEFAULT_DATA_DIR = "eventsapi-data"
 SECRET_FILE = "jwt-secret"
@@ -220,7 +221,7 @@ SETTINGS: tuple[Setting, ...] = (
         "store_url",
         "EVENTSAPI_STORE",
         _text,
-        "store URL: sqlite:///PATH, influxql://HOST:PORT/DB or influxdb2://HOST:PORT?org=O&bucket=B",
+        f"store URL: {URL_FORMS}",
         flag="--store",
         default_text="SQLite in the data dir",
     ),

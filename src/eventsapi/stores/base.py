@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from eventsapi.keys import KeyRecord
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
+
+if TYPE_CHECKING:
+    from eventsapi.config import Settings
 
 
 def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -30,6 +34,12 @@ class Store(abc.ABC):
     """One engine. All methods are coroutines that never block the event loop."""
 
     name: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, settings: Settings) -> Store:
+        """The store a `--store` URL of its scheme names (stores/__init__.py); ValueError for a
+        URL it cannot use, with the form it expects."""
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import msgspec
 from msgspec import Raw
 
+from eventsapi.config import Settings
 from eventsapi.keys import KeyRecord
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.sqlite.schema import GEN, connect, ingest_seq, migrate, select_in, transaction
@@ -54,12 +55,12 @@ class SQLiteStore(Store):
         self._values: dict[int, str] = {}  # key -> string, shared by readers (keys never change)
 
     @classmethod
-    def from_url(cls, url: str, retention_days: float | None = None) -> SQLiteStore:
+    def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise ValueError("sqlite URL needs a path: sqlite:///ABS/PATH.db")
-        return cls(Path(path), retention_days=retention_days)
+        return cls(Path(path), retention_days=settings.retention_days)
 
     # -- connections ----------------------------------------------------------------------
 
