@@ -9,9 +9,10 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 
-from eventsapi.config import SETTINGS, ConfigError, ensure_secret, load_settings, settings_table
-from eventsapi.stores import URL_FORMS, open_store
+from eventsapi.config import SETTINGS, ConfigError, Setting, ensure_secret, load_settings, settings_table
+from eventsapi.stores import open_store
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     from eventsapi.observability import JSONAccessLogger
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    settings = load_settings(host=args.host, port=args.port, store_url=args.store, workers=args.workers)
+    settings = load_settings(**{st.field: getattr(args, st.field) for st in SETTINGS if st.flag})
     settings, source = ensure_secret(settings)
     store_url = settings.resolved_store_url()
     try:
@@ -45,8 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         sock.close()
         log.info("starting %d workers on http://%s:%d", settings.workers, settings.host, settings.port)
         serve_args = [a for a in ("--host", settings.host, "--port", str(settings.port))]
-        if args.store:
-            serve_args += ["--store", args.store]
+        if args.store_url:
+            serve_args += ["--store", args.store_url]
         return run_workers(settings.workers, serve_args)
     log.info(
         "eventsapi listening on http://%s:%d, store %s", settings.host, settings.port, settings.store_description()
@@ -92,13 +93,10 @@ def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _setting_arg(field: str, value: str) -> int:
+def _setting_arg(setting: Setting, value: str) -> object:
     """A command-line value read by the setting's own parser (the same rules as its variable)."""
-    parse = next(s.parse for s in SETTINGS if s.field == field)
     try:
-        parsed = parse(value)
-        assert isinstance(parsed, int)
-        return parsed
+        return setting.parse(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected {exc}") from None
 
@@ -232,19 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n".join(f"  {st.env}  {st.help} (default: {st.default()})" for st in SETTINGS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default=None, help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=lambda v: _setting_arg("port", v), default=None, help="port (default 8080)")
-    serve.add_argument(
-        "--workers",
-        type=lambda v: _setting_arg("workers", v),
-        default=None,
-        help="worker processes (a number, or auto)",
-    )
-    serve.add_argument(
-        "--store",
-        default=None,
-        help=URL_FORMS,
-    )
+    for st in SETTINGS:  # the settings that have a flag: the same parser, help and default
+        if st.flag:
+            serve.add_argument(
+                st.flag,
+                dest=st.field,
+                default=None,
+                type=partial(_setting_arg, st),
+                help=f"{st.help} (default: {st.default()}; {st.env})",
+            )
     serve.set_defaults(func=_serve)
 
     sub.add_parser("settings", help="print every setting as a Markdown table").set_defaults(func=_settings)
