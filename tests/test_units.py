@@ -469,3 +469,22 @@ def test_a_tail_poll_reads_about_limit_events_in_whole_writes() -> None:
     assert influxtail.narrow(ids, after, 500, 2) == 200  # the write holding the 2nd event past `after`
     assert influxtail.narrow(ids, after, 500, 4) == 300
     assert influxtail.narrow(ids[:2], after, 500, 2) is None  # nothing past `after`
+
+
+def test_every_store_error_has_its_answer() -> None:
+    """errors.ANSWERS maps every kind of StoreError; each raised one answers as the table says."""
+    from eventsapi import errors
+
+    def kinds(cls: type[errors.StoreError]) -> list[type[errors.StoreError]]:
+        return [cls, *(k for sub in cls.__subclasses__() for k in kinds(sub))]
+
+    assert set(kinds(errors.StoreError)) - {errors.StoreError} == set(errors.ANSWERS)
+    expected = {errors.StoreUnavailable: (503, True), errors.NotSupported: (501, False),
+                errors.MillisecondFull: (409, False)}  # fmt: skip
+    for kind, (status, retry) in expected.items():
+        try:
+            raise kind("no free point left in millisecond 5 of the bucket")
+        except errors.StoreError as exc:
+            row, detail, headers = errors.answer(exc)
+        assert row.status == status and bool(headers) == retry and detail
+        assert "SELECT" not in detail and "from(" not in detail

@@ -21,17 +21,18 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from eventsapi import realtime, wire
+from eventsapi import errors, realtime, wire
 from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
-from eventsapi.ingest import RETRY_AFTER, Ingest, Retention, store_call
+from eventsapi.errors import RETRY_AFTER, StoreError, StoreUnavailable
+from eventsapi.ingest import Ingest, Retention, store_call
 from eventsapi.observability import Metrics, route_name
 from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
-from eventsapi.stores.base import NotSupported, Store, StoreUnavailable
+from eventsapi.stores.base import Store
 from eventsapi.tail import Batch, Dropped, Subscription, TailHub
 from eventsapi.validation import (
     BUCKET_RE,
@@ -84,12 +85,12 @@ async def problems_middleware(
         response = problem_response(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
         if exc.close:
             response.force_close()
-    except StoreUnavailable as exc:
-        metrics.store_errors.labels("unavailable").inc()
-        log.warning("store unavailable on %s %s: %s", request.method, request.path, exc)
-        response = problem_response(503, "the store is unavailable; retry later", headers={"Retry-After": RETRY_AFTER})
-    except NotSupported as exc:
-        response = problem_response(501, str(exc))
+    except StoreError as exc:  # errors.ANSWERS says what each kind answers
+        row, detail, headers = errors.answer(exc)
+        if row.counted:
+            metrics.store_errors.labels(row.counted).inc()
+            log.warning("store error on %s %s: %s", request.method, request.path, exc)
+        response = problem_response(row.status, detail, headers=headers)
     except web.HTTPException as exc:
         detail = {
             404: "no such route",

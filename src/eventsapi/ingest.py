@@ -18,13 +18,13 @@ from typing import TypeVar
 from eventsapi import wire
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
+from eventsapi.errors import RETRY_AFTER, StoreUnavailable
 from eventsapi.observability import Metrics
-from eventsapi.stores.base import Store, StoreUnavailable
+from eventsapi.stores.base import Store
 from eventsapi.validation import parse_ingest
 
 log = logging.getLogger("eventsapi")
 T = TypeVar("T")
-RETRY_AFTER = "5"  # seconds, in every 503's Retry-After
 
 
 async def store_call(coro: Awaitable[T], timeout: float, metrics: Metrics) -> T:

@@ -26,6 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from eventsapi.errors import RETRY_AFTER
 from eventsapi.problems import Problem, ValidationProblem
 from eventsapi.stores.base import Store, StoreUnavailable
 from eventsapi.values import StoredEvent, TailQuery
@@ -203,7 +204,8 @@ class TailHub:
         events; Dropped when the subscriber lags (after `on_drop` was called). A position
         ahead of the newest event is a ValidationProblem. It always leaves cleanly."""
         if self._streams.get(subject, 0) >= self.max_streams:
-            raise Problem(429, f"this token already has {self.max_streams} open streams", headers={"Retry-After": "5"})
+            too_many = f"this token already has {self.max_streams} open streams"
+            raise Problem(429, too_many, headers={"Retry-After": RETRY_AFTER})
         self._streams[subject] = self._streams.get(subject, 0) + 1
         poller = self._pollers.get(query)
         if poller is None:

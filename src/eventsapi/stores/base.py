@@ -1,4 +1,5 @@
-"""The store interface every engine implements, and the errors stores raise."""
+"""The store interface every engine implements. The errors stores raise are errors.py's
+(StoreError and its kinds), re-exported here for the stores."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import abc
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from eventsapi.errors import MillisecondFull, NotSupported, StoreError, StoreUnavailable
 from eventsapi.keys import KeyRecord
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
 
 if TYPE_CHECKING:
     from eventsapi.config import Settings
+
+__all__ = ["MillisecondFull", "NotSupported", "Store", "StoreError", "StoreUnavailable", "group_by_app"]
 
 
 def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -20,14 +24,6 @@ def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]
     for app, name in sorted(set(pairs)):
         out.setdefault(app, []).append(name)
     return list(out.items())
-
-
-class StoreUnavailable(Exception):
-    """The engine cannot be reached or did not answer in time (HTTP 503)."""
-
-
-class NotSupported(Exception):
-    """The engine cannot do this operation at all (HTTP 501)."""
 
 
 class Store(abc.ABC):

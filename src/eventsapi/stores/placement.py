@@ -30,15 +30,12 @@ import contextlib
 import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 
+from eventsapi.errors import MillisecondFull
 from eventsapi.stores.lineprotocol import NS_PER_MS
 from eventsapi.values import NewEvent
 
 # (point time in ns, id) of a point already in the bucket.
 OccupiedPoint = tuple[int, str]
-
-
-class MillisecondFull(Exception):
-    """Every slot of one millisecond of a bucket is taken (10⁶ events): nothing more fits."""
 
 
 def first_slot(event_id: str) -> int:
