@@ -181,7 +181,7 @@ def _keys(args: argparse.Namespace) -> int:
                 if not await store.key_revoke(args.id, now):
                     print(f"eventsapi keys revoke: no key {args.id!r} (see `eventsapi keys list`)", file=sys.stderr)
                     return 1
-                print(f"revoked key {args.id}; every service refuses it within {keys.CACHE_S:g} s", file=sys.stderr)
+                print(f"revoked key {args.id}; every service refuses it within {2 * keys.CACHE_S:g} s", file=sys.stderr)
             else:
                 print(_keys_table(await store.keys()), end="")
             return 0
