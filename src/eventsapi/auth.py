@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from eventsapi import keys
 from eventsapi.config import Settings
+from eventsapi.errors import StoreUnavailable
 from eventsapi.problems import Problem
-from eventsapi.stores.base import StoreUnavailable
 
 SCOPES = ("events:read", "events:write", "events:delete")
 CACHE_SIZE = 4096

@@ -10,9 +10,13 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from eventsapi.config import SETTINGS, ConfigError, Setting, ensure_secret, load_settings, settings_table
 from eventsapi.stores import open_store
+
+if TYPE_CHECKING:
+    from eventsapi.keys import KeyRecord
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -151,8 +155,8 @@ def _keys(args: argparse.Namespace) -> int:
     import asyncio
 
     from eventsapi import keys
+    from eventsapi.errors import StoreUnavailable
     from eventsapi.limits import MAX_NAME
-    from eventsapi.stores.base import StoreUnavailable
     from eventsapi.validation import valid_name
 
     settings = load_settings(store_url=args.store)
@@ -195,17 +199,14 @@ def _keys(args: argparse.Namespace) -> int:
         return 1
 
 
-def _keys_table(records: Sequence[object]) -> str:
+def _keys_table(records: Sequence[KeyRecord]) -> str:
     from datetime import UTC, datetime
-
-    from eventsapi.keys import KeyRecord
 
     def when(ms: int | None) -> str:
         return "-" if ms is None else datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
     rows = [("id", "name", "buckets", "scope", "created", "last used", "revoked")]
     for r in records:
-        assert isinstance(r, KeyRecord)
         rows.append(
             (r.key_id, r.name, ",".join(r.buckets), r.scope, when(r.created), when(r.last_used), when(r.revoked))
         )

@@ -44,7 +44,6 @@ from typing import Any
 import aiohttp
 import msgspec
 
-RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 REFUSED_STATUSES = {401, 403, 404}  # the credential or the address: kept until it is fixed
 SPLIT_STATUSES = {400, 413}  # the batch as a whole: halves may pass, a single event is invalid
 log = logging.getLogger("eventsapi.client")

@@ -82,11 +82,11 @@ class Keyring:
         self._touched: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def lookup(self, key_id: str, *, fresh: bool = False) -> KeyRecord | None:
-        """The stored record (None: unknown), at most CACHE_S old unless `fresh`."""
+    async def lookup(self, key_id: str) -> KeyRecord | None:
+        """The stored record (None: unknown), at most CACHE_S old."""
         hit = self._cache.get(key_id)
         now = time.monotonic()
-        if hit is not None and not fresh and now - hit[1] < CACHE_S:
+        if hit is not None and now - hit[1] < CACHE_S:
             return hit[0]
         found = await self.store.keys(key_id)
         record = found[0] if found else None

@@ -9,13 +9,13 @@ A subscriber that resumes from a position (SSE `Last-Event-ID`) first joins the 
 nothing from then on can be missed — then reads the store from its position up to the point
 where it joined, then takes its queue past that point: exactly once, in ingest order.
 
-Memory is bounded in bytes, not batches (docs/api.md §5.10). At most READS store reads run at
-once, so what is in flight is bounded too. A batch is held once however
-many subscribers queue it; a subscriber whose backlog would pass `stream_bytes`, or whose
-backlog would take the process's held batches past `total_bytes`, is dropped: its queue is let
-go at once, its connection is cut (`on_drop`), and it resumes later with its last position.
-A subscriber with nothing queued always takes the next batch, so a large batch never stops a
-subscriber that keeps up.
+Memory is bounded in bytes, not batches (docs/api.md §5.10). A batch is held once however many
+subscribers queue it; a subscriber whose backlog would pass `stream_bytes`, or whose backlog
+would take the process's held batches past `total_bytes`, is dropped: its queue is let go at
+once, its connection is cut (`on_drop`), and it resumes later with its last position. A
+subscriber with nothing queued always takes the next batch, so a large batch never stops a
+subscriber that keeps up. At most READS store reads run at once, so what is in flight is
+bounded too.
 """
 
 from __future__ import annotations

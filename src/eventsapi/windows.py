@@ -45,8 +45,9 @@ def window_start(t_ms: int, interval: str, tz: ZoneInfo) -> int:
     if interval == "hour":
         offset = _offset(t_ms, tz)
         start = t_ms - (t_ms + offset) % STEP_MS["hour"]  # the local hour, at this offset
-        if _offset(start, tz) != offset:  # the clock changed within it: the window starts there
-            start = _first_with_offset(start, t_ms, _offset(start, tz), tz)
+        before = _offset(start, tz)
+        if before != offset:  # the clock changed within it: the window starts there
+            start = _first_with_offset(start, t_ms, before, tz)
         return start
     local = datetime.fromtimestamp(t_ms / 1000, tz)
     start_day = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
