@@ -9,8 +9,7 @@ with a `_measurement` + `bucket_id` predicate.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -20,22 +19,23 @@ from msgspec import Raw
 
 from eventsapi.config import Settings
 from eventsapi.stores import flux, influxtail
-from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
-from eventsapi.stores.influxkeys import InfluxKeys
-from eventsapi.stores.lineprotocol import decode_tag, render_batches
-from eventsapi.stores.paging import FUTURE_NS, page
-from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.stores.base import StoreUnavailable
+from eventsapi.stores.influxbase import InfluxStore, http_base
+from eventsapi.stores.lineprotocol import decode_tag
+from eventsapi.stores.paging import FUTURE_NS, Rows
+from eventsapi.stores.placement import OccupiedPoint, ms_ranges
+from eventsapi.values import DeleteScope, EventQuery, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
 _LAST_NS = int(datetime(2262, 1, 1, tzinfo=UTC).timestamp()) * 10**9  # the delete API's far end
 
 
-class InfluxDB2Store(InfluxKeys, Store):
+class InfluxDB2Store(InfluxStore):
     name = "influxdb2"
 
     def __init__(self, url: str, org: str, bucket: str, settings: Settings) -> None:
+        super().__init__()
         self.url = url
         self.org = org
         self.bucket = bucket
@@ -45,7 +45,6 @@ class InfluxDB2Store(InfluxKeys, Store):
             self._token = f"{settings.influx_username}:{settings.influx_password or ''}"
         self._timeout_ms = int(settings.store_timeout * 1000)
         self._client: Any = None
-        self._ledger = Ledger()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> InfluxDB2Store:
@@ -54,8 +53,7 @@ class InfluxDB2Store(InfluxKeys, Store):
         org, bucket = query.get("org", [""])[0], query.get("bucket", [""])[0]
         if not parts.hostname or not org or not bucket:
             raise ValueError("influxdb2 URL must be influxdb2://HOST:PORT?org=ORG&bucket=BUCKET")
-        scheme = "https" if query.get("tls", ["0"])[0] in ("1", "true") else "http"
-        return cls(f"{scheme}://{parts.netloc}", org, bucket, settings)
+        return cls(http_base(parts), org, bucket, settings)
 
     def _api(self) -> Any:
         if self._client is None:
@@ -95,13 +93,6 @@ class InfluxDB2Store(InfluxKeys, Store):
         if not await self._call(self._api().ping()):
             raise StoreUnavailable("influxdb /ping failed")
 
-    async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
-        ms = {e.at for e in events}
-        async with self._ledger.turn(bucket, ms):
-            placed = place(events, await self._occupied(bucket, ms))
-            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                await self._write_lines(body)
-
     async def _write_lines(self, body: bytes) -> None:
         write = self._api().write_api()
         await self._call(write.write(bucket=self.bucket, org=self.org, record=body, write_precision="ns"))
@@ -113,7 +104,6 @@ class InfluxDB2Store(InfluxKeys, Store):
         return out
 
     async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
-        """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
         ranges = ms_ranges(ms)
         answers: list[list[dict[str, Any]]] = []
         for i in range(0, len(ranges), 8):  # a few queries at a time, not 64 at once
@@ -142,8 +132,8 @@ class InfluxDB2Store(InfluxKeys, Store):
         )
         return None  # the delete API does not say how many points went
 
-    async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
-        return await page(query, time.time_ns(), _Rows(self, query))
+    def _rows(self, query: EventQuery) -> Rows:
+        return _Rows(self, query)
 
     async def stats(self, query: StatsQuery) -> list[int]:
         text = flux.stats_query(self.bucket, query)
@@ -163,37 +153,27 @@ class InfluxDB2Store(InfluxKeys, Store):
         names, apps, servers = ({decode_tag(v["_value"]) for v in rows} for rows in answers)
         return names, apps, servers
 
-    position_pattern = influxtail.POSITION_PATTERN
+    def _tail_range(self, until: int) -> int:
+        # Flux's range() needs a stop: past `until` by what an event's `at` may lead its write.
+        return until + influxtail.SETTLE_NS + FUTURE_NS
 
-    def position_ahead(self, position: str, newest: str) -> bool:
-        return influxtail.position_ahead(position, newest)
+    async def _tail_ids(self, q: TailQuery, lower: int, since: int, until: int) -> Iterable[tuple[int, str]]:
+        text = flux.tail_query(self.bucket, q, lower, self._tail_range(until), since, until, whole=False)
+        return [(int(v["ingested"]), v["id"]) for v in await self._query(text)]
 
-    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
-        if after is None:
-            return [], influxtail.now_position()
-        lower, since, until = influxtail.bounds(after)
-        upper = until + influxtail.SETTLE_NS + FUTURE_NS
-        ids = await self._query(flux.tail_query(self.bucket, q, lower, upper, since, until, whole=False))
-        upto = influxtail.narrow(((int(v["ingested"]), v["id"]) for v in ids), after, until, limit)
-        if upto is None:
-            return influxtail.cut([], after, until, limit)
-        rows = [
-            (int(v["ingested"]), record_event(v))
-            for v in await self._query(flux.tail_query(self.bucket, q, lower, upper, since, upto))
-        ]
-        return influxtail.cut(rows, after, upto, limit)
+    async def _tail_rows(self, q: TailQuery, lower: int, since: int, until: int) -> list[tuple[int, StoredEvent]]:
+        text = flux.tail_query(self.bucket, q, lower, self._tail_range(until), since, until)
+        return [(int(v["ingested"]), record_event(v)) for v in await self._query(text)]
 
     async def buckets(self) -> list[str]:
         return sorted(decode_tag(v["_value"]) for v in await self._query(flux.buckets_query(self.bucket)))
 
-    async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+    async def _app_event_pairs(self, bucket: str) -> Iterable[tuple[str, str]]:
         apps = [decode_tag(v["_value"]) for v in await self._query(flux.tag_values_query(self.bucket, bucket, "app"))]
         answers = await asyncio.gather(
             *(self._query(flux.tag_values_query(self.bucket, bucket, "event_name", app)) for app in apps)
         )
-        return group_by_app(
-            (app, decode_tag(v["_value"])) for app, rows in zip(apps, answers, strict=True) for v in rows
-        )
+        return [(app, decode_tag(v["_value"])) for app, rows in zip(apps, answers, strict=True) for v in rows]
 
 
 def record_event(v: dict[str, Any]) -> StoredEvent:

@@ -13,10 +13,9 @@ import asyncio
 import base64
 import json
 import re
-import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 import msgspec
@@ -24,13 +23,12 @@ from msgspec import Raw
 
 from eventsapi.config import Settings
 from eventsapi.stores import influxql_text as text
-from eventsapi.stores import influxtail
-from eventsapi.stores.base import NotSupported, Store, StoreUnavailable, group_by_app
-from eventsapi.stores.influxkeys import InfluxKeys
-from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key, render_batches
-from eventsapi.stores.paging import page
-from eventsapi.stores.placement import Ledger, OccupiedPoint, ms_ranges, place
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.stores.base import NotSupported, StoreUnavailable
+from eventsapi.stores.influxbase import InfluxStore, http_base, url_flag
+from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key
+from eventsapi.stores.paging import Rows
+from eventsapi.stores.placement import OccupiedPoint, ms_ranges
+from eventsapi.values import DeleteScope, EventQuery, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 
@@ -40,10 +38,11 @@ def go_duration_seconds(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|us|µs|ns|h|m|s)", text))
 
 
-class InfluxQLStore(InfluxKeys, Store):
+class InfluxQLStore(InfluxStore):
     name = "influxql"
 
     def __init__(self, base_url: str, database: str, settings: Settings, create: bool = False) -> None:
+        super().__init__()
         self.base_url = base_url.rstrip("/")
         self.database = database
         self.create = create  # CREATE DATABASE on start-up (needs admin rights); off by default
@@ -56,7 +55,6 @@ class InfluxQLStore(InfluxKeys, Store):
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self._session: aiohttp.ClientSession | None = None
         self.major_version: int | None = None
-        self._ledger = Ledger()
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> InfluxQLStore:
@@ -64,10 +62,7 @@ class InfluxQLStore(InfluxKeys, Store):
         database = unquote(parts.path.lstrip("/"))
         if not parts.hostname or not database:
             raise ValueError("influxql URL must be influxql://HOST:PORT/DATABASE")
-        query = parse_qs(parts.query)
-        scheme = "https" if query.get("tls", ["0"])[0] in ("1", "true") else "http"
-        create = query.get("create_database", ["0"])[0] in ("1", "true")
-        return cls(f"{scheme}://{parts.netloc}", database, settings, create)
+        return cls(http_base(parts), database, settings, url_flag(parts, "create_database"))
 
     # -- transport ------------------------------------------------------------------------
 
@@ -149,13 +144,6 @@ class InfluxQLStore(InfluxKeys, Store):
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
-        ms = {e.at for e in events}
-        async with self._ledger.turn(bucket, ms):
-            placed = place(events, await self._occupied(bucket, ms))
-            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                await self._write_lines(body)
-
     async def _write_lines(self, body: bytes) -> None:
         params = {"db": self.database, "precision": "ns"}
         status, answer, _ = await self._request("POST", "/write", params=params, data=body)
@@ -169,7 +157,6 @@ class InfluxQLStore(InfluxKeys, Store):
         }
 
     async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
-        """The bucket's points in the milliseconds `ms` (with what lies between close ones)."""
         statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ms_ranges(ms)]
         out: list[OccupiedPoint] = []
         # One request per group of statements: the params (the bucket) are the same for all.
@@ -209,83 +196,64 @@ class InfluxQLStore(InfluxKeys, Store):
     # -- reads ----------------------------------------------------------------------------
 
     @staticmethod
-    def _rows(series: list[dict[str, Any]]) -> list[StoredEvent]:
-        out: list[StoredEvent] = []
+    def _events(series: list[dict[str, Any]], ingested: bool = False) -> list[tuple[int, StoredEvent]]:
+        """(ingested or 0, event) of each row of whole-event series."""
+        out: list[tuple[int, StoredEvent]] = []
         tag = TagDecoder()
+        names = ("time", "data", "id", "app", "server", "event_name") + (("ingested",) if ingested else ())
         for s in series:
-            cols = s["columns"]
-            ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name")]
+            ix = [s["columns"].index(c) for c in names]
             for v in s["values"]:
-                t, data, eid, app, server, name = (v[i] for i in ix)
-                out.append(StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data)))
+                t, data, eid, app, server, name = (v[i] for i in ix[:6])
+                event = StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data))
+                out.append((int(v[ix[6]]) if ingested else 0, event))
         return out
 
-    async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
-        return await page(query, time.time_ns(), _Rows(self, query))
+    def _rows(self, query: EventQuery) -> Rows:
+        return _Rows(self, query)
 
     async def stats(self, query: StatsQuery) -> list[int]:
         q, params = text.stats_query(query)
         series = await self.query(q, params)
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
 
-    position_pattern = influxtail.POSITION_PATTERN
-
-    def position_ahead(self, position: str, newest: str) -> bool:
-        return influxtail.position_ahead(position, newest)
-
-    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
-        if after is None:
-            return [], influxtail.now_position()
-        lower, since, until = influxtail.bounds(after)
-        ids = await self.query(*text.tail_query(q, lower, since, until, whole=False))
-        pairs = []
-        for s in ids:
+    async def _tail_ids(self, q: TailQuery, lower: int, since: int, until: int) -> Iterable[tuple[int, str]]:
+        pairs: list[tuple[int, str]] = []
+        for s in await self.query(*text.tail_query(q, lower, since, until, whole=False)):
             t_ix, id_ix = s["columns"].index("ingested"), s["columns"].index("id")
             pairs += [(int(v[t_ix]), v[id_ix]) for v in s["values"]]
-        upto = influxtail.narrow(pairs, after, until, limit)
-        if upto is None:
-            return influxtail.cut([], after, until, limit)
-        series = await self.query(*text.tail_query(q, lower, since, upto))
-        until = upto
-        tag = TagDecoder()
-        rows: list[tuple[int, StoredEvent]] = []
-        for s in series:
-            cols = s["columns"]
-            ix = [cols.index(c) for c in ("time", "data", "id", "app", "server", "event_name", "ingested")]
-            for v in s["values"]:
-                t, data, eid, app, server, name, ingested = (v[i] for i in ix)
-                rows.append(
-                    (int(ingested), StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data)))
-                )
-        return influxtail.cut(rows, after, until, limit)
+        return pairs
+
+    async def _tail_rows(self, q: TailQuery, lower: int, since: int, until: int) -> list[tuple[int, StoredEvent]]:
+        return self._events(await self.query(*text.tail_query(q, lower, since, until)), ingested=True)
 
     async def buckets(self) -> list[str]:
         q, _ = text.buckets_query()
         return sorted(decode_tag(v[1]) for s in await self.query(q) for v in s["values"])
 
-    async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+    async def _app_event_pairs(self, bucket: str) -> Iterable[tuple[str, str]]:
         if self.major_version is None:
             await self.ping()
-        pairs: set[tuple[str, str]] = set()
         if self.major_version is not None and self.major_version >= 3:
+            # InfluxDB 3 has no SHOW SERIES: the event names of each app, concurrently.
             apps = [
                 decode_tag(v[1]) for s in await self.query(*text.tag_values_query(bucket, "app")) for v in s["values"]
             ]
             answers = await asyncio.gather(
                 *(self.query(*text.tag_values_query(bucket, "event_name", app)) for app in apps)
             )
-            pairs = {
+            return [
                 (app, decode_tag(v[1]))
                 for app, series in zip(apps, answers, strict=True)
                 for s in series
                 for v in s["values"]
-            }
-        else:
-            for s in await self.query(*text.series_query(bucket)):
-                for (key,) in s["values"]:
-                    tags = parse_series_key(key)
-                    pairs.add((tags["app"], tags["event_name"]))
-        return group_by_app(pairs)
+            ]
+        pairs = []
+        for s in await self.query(*text.series_query(bucket)):
+            for (key,) in s["values"]:
+                tags = parse_series_key(key)
+                pairs.append((tags["app"], tags["event_name"]))
+        return pairs
 
 
 class _Rows:
@@ -295,10 +263,11 @@ class _Rows:
         self.store, self.q = store, q
 
     async def newest(self, upper_ns: int, lower_ns: int, n: int) -> list[StoredEvent]:
-        return self.store._rows(await self.store.query(*text.newest_query(self.q, upper_ns, lower_ns, n)))
+        series = await self.store.query(*text.newest_query(self.q, upper_ns, lower_ns, n))
+        return [e for _, e in self.store._events(series)]
 
     async def millisecond(self, ms: int) -> list[StoredEvent]:
-        return self.store._rows(await self.store.query(*text.millisecond_query(self.q, ms)))
+        return [e for _, e in self.store._events(await self.store.query(*text.millisecond_query(self.q, ms)))]
 
     async def count(self, upper_ns: int, lower_ns: int) -> int:
         series = await self.store.query(*text.count_query(self.q, upper_ns, lower_ns))

@@ -1,0 +1,96 @@
+"""What the two InfluxDB stores (influxql, influxdb2) share, above their query languages.
+
+`InfluxStore` owns the parts that do not depend on the dialect: ingest (a point of its own for
+every event: placement.py, then lineprotocol.py), the paged retrieve (paging.py), the live tail
+over (ingested, id) positions (influxtail.py), ingest keys (influxkeys.py), eventsKeysByApp's
+grouping, and the store URL's transport. A subclass supplies the dialect: the few reads below
+marked abstract, each one query text (or a few) from its pure builder module.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterable, Sequence
+from urllib.parse import SplitResult, parse_qs
+
+from eventsapi.stores import influxtail
+from eventsapi.stores.base import Store, group_by_app
+from eventsapi.stores.influxkeys import InfluxKeys
+from eventsapi.stores.lineprotocol import render_batches
+from eventsapi.stores.paging import Rows, page
+from eventsapi.stores.placement import Ledger, OccupiedPoint, place
+from eventsapi.values import EventQuery, NewEvent, StoredEvent, TailQuery
+
+
+def url_flag(parts: SplitResult, name: str) -> bool:
+    """A `?name=1|true` option of a store URL."""
+    return parse_qs(parts.query).get(name, ["0"])[0] in ("1", "true")
+
+
+def http_base(parts: SplitResult) -> str:
+    """The engine's HTTP base URL from a store URL (`?tls=1`: https)."""
+    return f"{'https' if url_flag(parts, 'tls') else 'http'}://{parts.netloc}"
+
+
+class InfluxStore(InfluxKeys, Store):
+    """An InfluxDB store, whatever its query language."""
+
+    def __init__(self) -> None:
+        self._ledger = Ledger()
+
+    # -- the dialect ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
+        """The bucket's (time ns, id) points in the milliseconds `ms` (placement.ms_ranges
+        says which ranges to read: what lies between close ones comes along)."""
+
+    @abc.abstractmethod
+    def _rows(self, query: EventQuery) -> Rows:
+        """paging.Rows for one retrieve query's filters."""
+
+    @abc.abstractmethod
+    async def _tail_ids(self, q: TailQuery, lower: int, since: int, until: int) -> Iterable[tuple[int, str]]:
+        """(ingested, id) of the points stamped from `lower` and written in (since, until]."""
+
+    @abc.abstractmethod
+    async def _tail_rows(self, q: TailQuery, lower: int, since: int, until: int) -> list[tuple[int, StoredEvent]]:
+        """(ingested, event) of the same points, whole."""
+
+    @abc.abstractmethod
+    async def _app_event_pairs(self, bucket: str) -> Iterable[tuple[str, str]]:
+        """Every (app, event name) the bucket holds, duplicates allowed."""
+
+    # -- shared ---------------------------------------------------------------------------
+
+    async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
+        ms = {e.at for e in events}
+        # One writer at a time per bucket and millisecond in this process (the ledger); the
+        # occupancy read makes it hold across processes too (placement.py).
+        async with self._ledger.turn(bucket, ms):
+            placed = place(events, await self._occupied(bucket, ms))
+            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
+                await self._write_lines(body)
+
+    async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
+        return await page(query, time.time_ns(), self._rows(query))
+
+    position_pattern = influxtail.POSITION_PATTERN
+
+    def position_ahead(self, position: str, newest: str) -> bool:
+        return influxtail.position_ahead(position, newest)
+
+    async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
+        if after is None:
+            return [], influxtail.now_position()
+        lower, since, until = influxtail.bounds(after)
+        # Ids first, without payloads: the poll then reads whole rows only up to the write
+        # holding the limit-th event (influxtail.narrow), never all a burst wrote.
+        upto = influxtail.narrow(await self._tail_ids(q, lower, since, until), after, until, limit)
+        if upto is None:
+            return influxtail.cut([], after, until, limit)
+        return influxtail.cut(await self._tail_rows(q, lower, since, upto), after, upto, limit)
+
+    async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
+        return group_by_app(await self._app_event_pairs(bucket))
