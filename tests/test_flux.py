@@ -4,6 +4,7 @@ semantically valid, and hostile values stay string literals that never change th
 from __future__ import annotations
 
 import itertools
+import typing
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from eventsapi.stores import flux
 from eventsapi.stores.lineprotocol import encode_tag
 from eventsapi.values import EventQuery, StatsQuery, TailQuery
+from eventsapi.windows import Interval
 from support import HOSTILE
 from support.flux import run_libflux, shape, string_literals
 
@@ -29,7 +31,7 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
         texts.append(flux.count_query(store_bucket, q, NOW_NS, NOW_NS - 3600 * 10**9))
         texts.append(flux.nth_query(store_bucket, q, NOW_NS, NOW_NS - 3600 * 10**9, 1000))
         texts.append(flux.millisecond_ids_query(store_bucket, q, NOW_NS // 10**6))
-        for interval, tz in itertools.product(["minute", "hour", "day"], TZS):
+        for interval, tz in itertools.product(typing.get_args(Interval), TZS):
             texts.append(
                 flux.stats_query(
                     store_bucket,

@@ -58,14 +58,15 @@ def test_hour_windows_in_fall_back_hour_are_distinct() -> None:
 
 
 def test_engine_step_divides_every_window() -> None:
-    from eventsapi.windows import engine_step
+    from eventsapi.windows import Interval, engine_step
 
     now = ms(2026, 11, 1, 12, tz="UTC")
-    for zone, interval, step in [
+    cases: list[tuple[str, Interval, int]] = [
         ("UTC", "day", 86_400_000), ("Europe/Paris", "day", 3_600_000), ("America/New_York", "hour", 3_600_000),
         ("Asia/Kolkata", "hour", 1_800_000), ("Pacific/Chatham", "hour", 900_000), ("Pacific/Chatham", "day", 900_000),
         ("Australia/Lord_Howe", "hour", 1_800_000), ("Europe/Paris", "minute", 60_000),
-    ]:  # fmt: skip
+    ]  # fmt: skip
+    for zone, interval, step in cases:
         starts, end = window_starts(now, 300 if interval != "minute" else 1, interval, ZoneInfo(zone))
         assert engine_step(starts, end, interval) == step, zone
         assert all(s % step == 0 for s in starts) and end % step == 0

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -20,12 +20,11 @@ from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.limits import BUCKET_PATTERN, FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
 from eventsapi.problems import Problem, ValidationProblem
 from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery
-from eventsapi.windows import STEP_MS, TooManyWindows, window_starts
+from eventsapi.windows import STEP_MS, Interval, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(BUCKET_PATTERN)
 # Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-INTERVALS = ("minute", "hour", "day")
 
 
 def valid_name(value: str, max_len: int = MAX_NAME) -> bool:
@@ -50,9 +49,9 @@ def loads(text: bytes | str) -> Any:
 
 
 class _WireEvent(msgspec.Struct, gc=False):
-    """An ingested event as it arrives, flat or a PM2 packet; unknown fields are ignored.
-    Fields are typed loosely so that each one gets its own error message; `data` stays the raw
-    JSON text that was sent, stored without a parse and re-serialisation."""
+    """The general path's reader of an ingested event, flat (wire.FlatEvent) or a PM2 packet
+    (wire.PM2Event), whose fields are typed loosely so that each one gets its own error
+    message; `data` stays the raw JSON text that was sent."""
 
     event_name: Any = None
     app_name: Any = None
@@ -64,23 +63,10 @@ class _WireEvent(msgspec.Struct, gc=False):
     data: msgspec.Raw = msgspec.Raw(b"")  # empty: absent
 
 
-class _TypedEvent(msgspec.Struct, gc=False):
-    """The common case of a flat event, with every type and length checked by the decoder (in
-    C). A batch that does not fit it, or fails a check of `_typed_events`, takes the general
-    path, which gives each rejected event its own reason; both accept exactly the same events."""
-
-    event_name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
-    app_name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)]
-    server_name: Annotated[str, msgspec.Meta(max_length=MAX_NAME)] | None = None
-    at: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)] | None = None
-    data: msgspec.Raw = msgspec.Raw(b"")
-
-
 _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _EVENT = msgspec.json.Decoder(_WireEvent)
 _BATCH = msgspec.json.Decoder(list[_WireEvent])
-_TYPED_BATCH = msgspec.json.Decoder(list[_TypedEvent])
+_TYPED_BATCH = msgspec.json.Decoder(list[wire.FlatEvent])
 
 
 def name_error(value: object, max_len: int = MAX_NAME) -> str | None:
@@ -259,10 +245,11 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
     return IngestBatch(events, rejected, indices)
 
 
-def _typed_events(items: list[_TypedEvent], now_ms: int) -> list[NewEvent] | None:
-    """The events of a batch that decoded as `_TypedEvent`s, or None if any of them needs a
-    check the decoder cannot make (then the general path decides, event by event). Each check
-    runs once over the whole batch rather than once per event."""
+def _typed_events(items: list[wire.FlatEvent], now_ms: int) -> list[NewEvent] | None:
+    """The events of a batch that decoded as `wire.FlatEvent`s, or None if any of them fails
+    a check the decoder does not make (then the general path decides, event by event, and
+    gives each rejection its reason; both accept exactly the same events). Each check runs
+    once over the whole batch rather than once per event."""
     if not items:
         return []
     # Names repeat: each distinct one is searched once. Ids are joined and searched in one call.
@@ -270,9 +257,10 @@ def _typed_events(items: list[_TypedEvent], now_ms: int) -> list[NewEvent] | Non
     ids = [e.id for e in items if e.id is not None]
     if _FORBIDDEN.search("".join(names)) or _FORBIDDEN.search("".join(ids)):
         return None
-    if max((e.at for e in items if e.at is not None), default=0) > now_ms + FUTURE_SLACK_MS:
-        return None
-    raws = [e.data for e in items]
+    ats = [e.at for e in items if e.at is not None]
+    if not all(type(at) is int for at in ats) or max(cast(list[int], ats), default=0) > now_ms + FUTURE_SLACK_MS:
+        return None  # a time as text or a fraction, or in the future: the general path says which
+    raws = [b"" if e.data is msgspec.UNSET else e.data for e in items]
     if max(map(len, raws)) > MAX_DATA_BYTES:
         return None
     # Raw JSON holds no NUL (JSON forbids raw control characters), so one decode of the joined
@@ -293,7 +281,7 @@ def _typed_events(items: list[_TypedEvent], now_ms: int) -> list[NewEvent] | Non
             e.event_name,
             e.app_name,
             e.server_name or "",
-            now_ms if e.at is None else e.at,
+            now_ms if e.at is None else cast(int, e.at),
             d if d[:1] == "{" else "{}",
         )
         for i, (e, d) in enumerate(zip(items, datas, strict=True))
@@ -386,7 +374,7 @@ class StatsRequest:
     app: str | None
     server: str | None
     days: float
-    interval: str
+    interval: Interval
     tz: ZoneInfo
 
     def windows_estimate(self) -> int:

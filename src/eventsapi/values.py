@@ -8,6 +8,8 @@ from typing import Annotated
 
 import msgspec
 
+from eventsapi.windows import Interval
+
 _WIRE_NAMES = {"name": "event_name", "app": "app_name", "server": "server_name"}
 
 
@@ -61,7 +63,7 @@ class StatsQuery:
     server: str | None
     starts: Sequence[int]
     end: int
-    interval: str  # minute | hour | day
+    interval: Interval
     tz: str
 
 

@@ -6,11 +6,15 @@ import bisect
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from eventsapi.limits import MAX_WINDOWS
 
-STEP_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+# The histogram intervals, declared here only: the wire type (wire.StatsBody) and every engine's
+# window (a duration in ms: windows.engine_step) come from these.
+Interval = Literal["minute", "hour", "day"]
+STEP_MS: dict[Interval, int] = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 
 
 class TooManyWindows(ValueError):
@@ -32,7 +36,7 @@ def _first_with_offset(lo: int, hi: int, offset: int, tz: ZoneInfo) -> int:
     return hi
 
 
-def window_start(t_ms: int, interval: str, tz: ZoneInfo) -> int:
+def window_start(t_ms: int, interval: Interval, tz: ZoneInfo) -> int:
     """Start (epoch ms) of the window that contains instant t_ms.
 
     Minute and day windows are local minutes and days. An hour window is a local clock hour,
@@ -56,7 +60,7 @@ def window_start(t_ms: int, interval: str, tz: ZoneInfo) -> int:
     return ms if ms <= t_ms else window_start(t_ms - STEP_MS["hour"], interval, tz)
 
 
-def window_starts(now_ms: int, days: float, interval: str, tz: ZoneInfo) -> tuple[list[int], int]:
+def window_starts(now_ms: int, days: float, interval: Interval, tz: ZoneInfo) -> tuple[list[int], int]:
     """Starts of every window from the one containing now-days to the one containing now,
     and the end of the last window."""
     step = STEP_MS[interval]
@@ -77,7 +81,7 @@ def window_starts(now_ms: int, days: float, interval: str, tz: ZoneInfo) -> tupl
         s = nxt
 
 
-def _next_start(s: int, interval: str, tz: ZoneInfo) -> int:
+def _next_start(s: int, interval: Interval, tz: ZoneInfo) -> int:
     step = STEP_MS[interval]
     if interval == "hour":
         offset = _offset(s, tz)
@@ -91,7 +95,7 @@ def _next_start(s: int, interval: str, tz: ZoneInfo) -> int:
     return nxt
 
 
-def engine_step(starts: Sequence[int], end: int, interval: str) -> int:
+def engine_step(starts: Sequence[int], end: int, interval: Interval) -> int:
     """The longest window (ms), aligned to the epoch, that every window of ours is made of: the
     engine counts per such window (in UTC, the same on every engine and version) and
     counts_per_window adds them up. Minutes stay minutes; hours and days of whole-hour zones
