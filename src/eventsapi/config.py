@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from eventsapi import parsers
 from eventsapi.ratelimit import Limit, parse_limits
 from eventsapi.stores import URL_FORMS
 
@@ -84,103 +85,6 @@ class Settings:
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
-# -- parsers: each takes the raw text and returns the value, or raises ValueError(expected) ---
-
-
-def _text(raw: str) -> str:
-    return raw
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("an integer > 0") from None
-    if value <= 0:
-        raise ValueError("an integer > 0")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = _positive_int(raw)
-    if value > 65535:
-        raise ValueError("a port number (1-65535)")
-    return value
-
-
-def _number(unit: str, zero_ok: bool = False) -> Callable[[str], float]:
-    """A parser of finite numbers of `unit`, > 0 (or >= 0)."""
-    expected = f"a number of {unit} {'>= 0' if zero_ok else '> 0'}"
-
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
-            raise ValueError(expected)
-        return value
-
-    return parse
-
-
-_seconds = _number("seconds")
-_seconds_or_zero = _number("seconds", zero_ok=True)
-_days = _number("days")
-
-
-def _workers(raw: str) -> int:
-    if raw.strip().lower() == "auto":
-        return os.cpu_count() or 1
-    try:
-        return _positive_int(raw)
-    except ValueError:
-        raise ValueError("an integer > 0, or auto") from None
-
-
-def _hs256_secret(raw: str) -> str:
-    # RFC 7518 §3.2: an HS256 key must have at least as many bits as the hash, 256.
-    if len(raw.encode()) < 32:
-        raise ValueError("a secret of at least 32 bytes (RFC 7518: HS256 keys have >= 256 bits)")
-    return raw
-
-
-def _flag(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("1/true/yes/on or 0/false/no/off")
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    return tuple(o.strip() for o in raw.split(",") if o.strip())
-
-
-def _path(raw: str) -> Path:
-    return Path(raw)
-
-
-def _public_key(raw: str) -> str:
-    """PEM text, or the path of a PEM file; an RSA or P-256 EC public key."""
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    if "-----BEGIN" not in raw:
-        try:
-            raw = Path(raw).read_text()
-        except OSError as exc:
-            raise ValueError(f"PEM text or a readable PEM file ({exc.strerror})") from None
-    try:
-        key = load_pem_public_key(raw.encode())
-    except ValueError:
-        raise ValueError("a PEM public key (RSA or EC P-256)") from None
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise ValueError("an RSA or EC (P-256) public key")
-    return raw
-
-
 @dataclass(frozen=True)
 class Setting:
     """One setting: the Settings field it fills, its variable, how its text is read, its help."""
@@ -207,31 +111,40 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "EVENTSAPI_HOST", _text, "bind address", flag="--host"),
-    Setting("port", "EVENTSAPI_PORT", _port, "port", flag="--port"),
+    Setting("host", "EVENTSAPI_HOST", parsers.text, "bind address", flag="--host"),
+    Setting("port", "EVENTSAPI_PORT", parsers.port, "port", flag="--port"),
     Setting(
         "workers",
         "EVENTSAPI_WORKERS",
-        _workers,
+        parsers.workers,
         "worker processes serving the port (`auto`: one per core); a parent restarts a worker that dies",
         flag="--workers",
     ),
-    Setting("reuse_port", "EVENTSAPI_REUSE_PORT", _flag, "bind with SO_REUSEPORT (set for the workers of `--workers`)"),
+    Setting(
+        "reuse_port",
+        "EVENTSAPI_REUSE_PORT",
+        parsers.flag,
+        "bind with SO_REUSEPORT (set for the workers of `--workers`)",
+    ),
     Setting(
         "store_url",
         "EVENTSAPI_STORE",
-        _text,
+        parsers.text,
         f"store URL: {URL_FORMS}",
         flag="--store",
         default_text="SQLite in the data dir",
     ),
     Setting(
-        "data_dir", "EVENTSAPI_DATA_DIR", _path, "SQLite file and generated JWT secret", default_text="./eventsapi-data"
+        "data_dir",
+        "EVENTSAPI_DATA_DIR",
+        parsers.path,
+        "SQLite file and generated JWT secret",
+        default_text="./eventsapi-data",
     ),
     Setting(
         "jwt_secret",
         "EVENTSAPI_JWT_SECRET",
-        _hs256_secret,
+        parsers.hs256_secret,
         "HS256 secret, at least 32 bytes",
         default_text="generated in the data dir",
         secret=True,
@@ -239,51 +152,59 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "jwt_public_key",
         "EVENTSAPI_JWT_PUBLIC_KEY",
-        _public_key,
+        parsers.public_key,
         "PEM text or path: RS256 (RSA key) or ES256 (P-256 key)",
     ),
-    Setting("jwks_url", "EVENTSAPI_JWKS_URL", _text, "JWKS endpoint (RS256/ES256, keys chosen by `kid`, cached 5 min)"),
+    Setting(
+        "jwks_url",
+        "EVENTSAPI_JWKS_URL",
+        parsers.text,
+        "JWKS endpoint (RS256/ES256, keys chosen by `kid`, cached 5 min)",
+    ),
     Setting(
         "jwks_cooldown",
         "EVENTSAPI_JWKS_COOLDOWN",
-        _seconds_or_zero,
+        parsers.seconds_or_zero,
         "seconds between JWKS refetches triggered by an unknown `kid` (key rotation)",
     ),
-    Setting("jwt_audience", "EVENTSAPI_JWT_AUDIENCE", _text, "required `aud` when set"),
-    Setting("jwt_issuer", "EVENTSAPI_JWT_ISSUER", _text, "required `iss` when set"),
+    Setting("jwt_audience", "EVENTSAPI_JWT_AUDIENCE", parsers.text, "required `aud` when set"),
+    Setting("jwt_issuer", "EVENTSAPI_JWT_ISSUER", parsers.text, "required `iss` when set"),
     Setting(
-        "jwt_leeway", "EVENTSAPI_JWT_LEEWAY", _seconds_or_zero, "seconds of clock skew allowed on `exp`/`nbf`/`iat`"
+        "jwt_leeway",
+        "EVENTSAPI_JWT_LEEWAY",
+        parsers.seconds_or_zero,
+        "seconds of clock skew allowed on `exp`/`nbf`/`iat`",
     ),
     Setting(
         "jwt_max_lifetime",
         "EVENTSAPI_JWT_MAX_LIFETIME",
-        _seconds,
+        parsers.seconds,
         "the longest lifetime (`exp` - `iat`, or `exp` - now) a token may claim, in seconds (30 days); "
         "`eventsapi token --ttl` obeys it too",
     ),
     Setting(
         "public_url",
         "EVENTSAPI_PUBLIC_URL",
-        _text,
+        parsers.text,
         "the base URL clients reach the service at (bucket endpoints for PM2's client); "
         "default: taken from each request",
     ),
     Setting(
         "trust_forwarded",
         "EVENTSAPI_TRUST_FORWARDED",
-        _flag,
+        parsers.flag,
         "`1`: behind a proxy, take that base URL from `X-Forwarded-Proto` and `X-Forwarded-Host`",
     ),
     Setting(
         "max_streams",
         "EVENTSAPI_MAX_STREAMS",
-        _positive_int,
+        parsers.positive_int,
         "live-tail streams (SSE and realtime) one token subject may hold open per process; more: 429",
     ),
     Setting(
         "stream_bytes",
         "EVENTSAPI_STREAM_BYTES",
-        _positive_int,
+        parsers.positive_int,
         "bytes of events one live-tail stream may fall behind by before it is disconnected (it resumes "
         "with its last id)",
         default_text="4194304 (4 MiB)",
@@ -291,44 +212,47 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "tail_memory_bytes",
         "EVENTSAPI_TAIL_MEMORY_BYTES",
-        _positive_int,
+        parsers.positive_int,
         "bytes of events all live-tail streams of a process may hold together; past it the lagging ones are "
         "disconnected",
         default_text="33554432 (32 MiB)",
     ),
-    Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", _origins, "comma-separated allowed origins, `*` for any"),
-    Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", _seconds, "seconds before a store call answers 503"),
+    Setting("cors_origins", "EVENTSAPI_CORS_ORIGINS", parsers.origins, "comma-separated allowed origins, `*` for any"),
+    Setting("store_timeout", "EVENTSAPI_STORE_TIMEOUT", parsers.seconds, "seconds before a store call answers 503"),
     Setting(
         "keepalive_timeout",
         "EVENTSAPI_KEEPALIVE_TIMEOUT",
-        _seconds,
+        parsers.seconds,
         "seconds an idle connection, or one that never completes its request head, stays open",
     ),
-    Setting("read_timeout", "EVENTSAPI_READ_TIMEOUT", _seconds, "seconds to receive a request body before 408"),
+    Setting("read_timeout", "EVENTSAPI_READ_TIMEOUT", parsers.seconds, "seconds to receive a request body before 408"),
     Setting(
-        "max_body_bytes", "EVENTSAPI_MAX_BODY_BYTES", _positive_int, "request body limit (after gzip inflation) → 413"
+        "max_body_bytes",
+        "EVENTSAPI_MAX_BODY_BYTES",
+        parsers.positive_int,
+        "request body limit (after gzip inflation) → 413",
     ),
-    Setting("max_events", "EVENTSAPI_MAX_EVENTS", _positive_int, "events per ingest request → 413"),
+    Setting("max_events", "EVENTSAPI_MAX_EVENTS", parsers.positive_int, "events per ingest request → 413"),
     Setting(
         "max_names_per_bucket",
         "EVENTSAPI_MAX_NAMES_PER_BUCKET",
-        _positive_int,
+        parsers.positive_int,
         "distinct event names one bucket may hold; an event that would add one more is rejected on its own "
         "(docs/influx.md: the engine setting this protects)",
     ),
-    Setting("max_apps_per_bucket", "EVENTSAPI_MAX_APPS_PER_BUCKET", _positive_int, "likewise for apps"),
-    Setting("max_servers_per_bucket", "EVENTSAPI_MAX_SERVERS_PER_BUCKET", _positive_int, "likewise for servers"),
+    Setting("max_apps_per_bucket", "EVENTSAPI_MAX_APPS_PER_BUCKET", parsers.positive_int, "likewise for apps"),
+    Setting("max_servers_per_bucket", "EVENTSAPI_MAX_SERVERS_PER_BUCKET", parsers.positive_int, "likewise for servers"),
     Setting(
         "heavy_budget",
         "EVENTSAPI_HEAVY_BUDGET",
-        _positive_int,
+        parsers.positive_int,
         "heavy read work one process does at once, in units: a histogram costs one per window, a retrieve page "
         "100 per row of its `limit` (so 4 maximal histograms, or 40 default pages, run together)",
     ),
     Setting(
         "heavy_wait",
         "EVENTSAPI_HEAVY_WAIT",
-        _seconds,
+        parsers.seconds,
         "seconds a read waits for that budget before 503 + `Retry-After`",
     ),
     Setting(
@@ -342,19 +266,28 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "retention_days",
         "EVENTSAPI_RETENTION_DAYS",
-        _days,
+        parsers.days,
         "days events are kept; older ones are not returned, are purged in the background (SQLite) and are "
         "rejected at ingest. On InfluxDB the engine's retention policy does it: the service reads it and warns "
         "when it differs",
         default_text="for ever",
     ),
-    Setting("influx_token", "EVENTSAPI_INFLUXDB_TOKEN", _text, "InfluxDB token (never logged)", secret=True),
-    Setting("influx_username", "EVENTSAPI_INFLUXDB_USERNAME", _text, "InfluxDB 1.x user"),
+    Setting("influx_token", "EVENTSAPI_INFLUXDB_TOKEN", parsers.text, "InfluxDB token (never logged)", secret=True),
+    Setting("influx_username", "EVENTSAPI_INFLUXDB_USERNAME", parsers.text, "InfluxDB 1.x user"),
     Setting(
-        "influx_password", "EVENTSAPI_INFLUXDB_PASSWORD", _text, "InfluxDB 1.x password (never logged)", secret=True
+        "influx_password",
+        "EVENTSAPI_INFLUXDB_PASSWORD",
+        parsers.text,
+        "InfluxDB 1.x password (never logged)",
+        secret=True,
     ),
-    Setting("access_log", "EVENTSAPI_ACCESS_LOG", _flag, "`0` turns the JSON access log off"),
-    Setting("shutdown_timeout", "EVENTSAPI_SHUTDOWN_TIMEOUT", _seconds, "seconds SIGTERM waits for in-flight requests"),
+    Setting("access_log", "EVENTSAPI_ACCESS_LOG", parsers.flag, "`0` turns the JSON access log off"),
+    Setting(
+        "shutdown_timeout",
+        "EVENTSAPI_SHUTDOWN_TIMEOUT",
+        parsers.seconds,
+        "seconds SIGTERM waits for in-flight requests",
+    ),
 )
 
 
