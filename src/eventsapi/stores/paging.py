@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from eventsapi.limits import FUTURE_SLACK_MS
 from eventsapi.stores.lineprotocol import NS_PER_MS
 from eventsapi.values import EventQuery, StoredEvent
 
 FIRST_SPAN_NS = 3600 * 10**9
 GROWTH = 16
-FUTURE_NS = 25 * 3600 * 10**9  # events may be stamped up to now + 24 h
+# Events may be stamped up to now + FUTURE_SLACK_MS; reads look an hour further, for the
+# clocks of other replicas.
+FUTURE_NS = (FUTURE_SLACK_MS + 3_600_000) * NS_PER_MS
 LOOKAHEAD = 8
 
 
