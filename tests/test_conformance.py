@@ -630,6 +630,69 @@ async def test_stats_filters_by_app_and_server(api: Api, bucket: str) -> None:
     assert await total(app_name="zzz") == 0
 
 
+async def breakdown(api: Api, bucket: str, **body: Any) -> dict[str, Any]:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/stats", json=body)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("key", ["app_name", "server_name"])
+async def test_stats_breakdown_sums_to_the_histogram(api: Api, bucket: str, key: str) -> None:
+    t = now_ms() - 5 * 3_600_000
+    hostile = " ".join(HOSTILE)[:256]
+    # value i gets 12 - i events; the largest is hostile text; one event has no server.
+    values = [hostile, *(f"v{i:02d}" for i in range(1, 12))]
+    events = [
+        ev(app=v if key == "app_name" else "api", server=(v if key == "server_name" else "s1"), at=t + j * 600_000 + i)
+        for i, v in enumerate(values)
+        for j in range(12 - i)
+    ]
+    events += [ev(app="api", server=None, at=t), ev(name="other-name", app="x", server="x", at=t)]
+    await api.ingest(bucket, events)
+    body = {"event_name": "deploy", "days": 1, "interval": "hour", "tz": "Asia/Kolkata"}
+    plain = await api.stats(bucket, **body)
+    answer = await breakdown(api, bucket, **body, group_by=key, top=4)
+    assert (answer["interval"], answer["tz"], answer["group_by"]) == ("hour", "Asia/Kolkata", key)
+    series = answer["series"]
+    assert len(series) == 5 and series[-1]["other"] is True and series[-1][key] is None
+    assert [s[key] for s in series[:4]] == [hostile, "v01", "v02", "v03"]
+    totals = [s["total"] for s in series[:4]]
+    assert totals == sorted(totals, reverse=True) and all(s["other"] is False for s in series[:4])
+    for s in series:
+        assert [p[0] for p in s["points"]] == [w for w, _ in plain]
+        assert s["total"] == sum(c for _, c in s["points"])
+    assert [sum(s["points"][i][1] for s in series) for i in range(len(plain))] == [c for _, c in plain]
+    assert sum(s["total"] for s in series) == len(events) - 1
+
+    everything = await breakdown(api, bucket, **body, group_by=key, top=50)
+    assert all(not s["other"] for s in everything["series"])
+    names = {s[key] for s in everything["series"]}
+    assert hostile in names and (key == "app_name" or "" in names)
+    filtered = await breakdown(api, bucket, **body, app_name="api", group_by=key)
+    assert sum(s["total"] for s in filtered["series"]) == sum(
+        c for _, c in await api.stats(bucket, **body, app_name="api")
+    )
+    assert (await breakdown(api, bucket, **{**body, "event_name": "nothing"}, group_by=key))["series"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event_name": "e", "top": 5},
+        {"event_name": "e", "group_by": "app_name", "top": 0},
+        {"event_name": "e", "group_by": "app_name", "top": 51},
+        {"event_name": "e", "group_by": "app_name", "top": None},
+        {"event_name": "e", "group_by": "app"},
+        {"event_name": "e", "group_by": "event_name"},
+        {"event_name": "e", "group_by": "app_name", "top": 50, "days": 60, "interval": "minute"},
+    ],
+)
+async def test_stats_breakdown_validation(api: Api, bucket: str, body: Any) -> None:
+    resp = await api.request("POST", f"/api/bucket/{bucket}/data/events/stats", json=body)
+    assert resp.status == 400
+    assert resp.content_type == "application/problem+json"
+
+
 @pytest.mark.parametrize("tz", ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"])
 async def test_stats_day_windows_start_at_local_midnight(api: Api, bucket: str, tz: str) -> None:
     zone = ZoneInfo(tz)

@@ -74,6 +74,21 @@ class Oracle:
             counts[i] += 1
         return counts
 
+    def breakdown(
+        self, name: str, app: str | None, key: str, starts: list[int], top: int
+    ) -> list[tuple[str | None, list[int]]]:
+        """The series of a grouped histogram, written plainly: every value's counts, ranked by
+        total then value, the ones past `top` summed into one "other" (None) series."""
+        per_value: dict[str, list[int]] = {}
+        for e in self.select(name, app, None, starts[0], None):
+            i = max(j for j, s in enumerate(starts) if s <= e["at"])
+            per_value.setdefault(e[key], [0] * len(starts))[i] += 1
+        ranked = sorted(per_value.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+        out: list[tuple[str | None, list[int]]] = [(v, c) for v, c in ranked[:top]]
+        if len(ranked) > top:
+            out.append((None, [sum(col) for col in zip(*(c for _, c in ranked[top:]), strict=True)]))
+        return out
+
     def keys(self) -> list[dict[str, Any]]:
         pairs = group_by_app((e["app_name"], e["event_name"]) for e in self.events.values())
         return [{"app_name": a, "events": n} for a, n in pairs]
@@ -205,10 +220,14 @@ async def test_stores_agree_with_the_oracle(clients: dict[str, TestClient[Any, A
         stats_body = {"event_name": name, "days": days, "interval": interval, "tz": tz}
         if app is not None:
             stats_body["app_name"] = app
+        key, top = rnd.choice(["app_name", "server_name"]), rnd.choice([1, 3, 10])
         for kind, client in clients.items():
             pairs, _ = await post(client, f"{base}/events/stats", stats_body)
             starts = [t for t, _ in pairs]
             assert [c for _, c in pairs] == oracle.stats(name, app, None, starts), (kind, q, stats_body)
+            grouped, _ = await post(client, f"{base}/events/stats", {**stats_body, "group_by": key, "top": top})
+            got_series = [(s[key], [c for _, c in s["points"]]) for s in grouped["series"]]
+            assert got_series == oracle.breakdown(name, app, key, starts, top), (kind, q, key, top)
 
 
 def test_oracle_is_itself_sane() -> None:

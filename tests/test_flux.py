@@ -11,7 +11,7 @@ import pytest
 
 from eventsapi.stores import flux
 from eventsapi.stores.lineprotocol import encode_tag
-from eventsapi.values import EventQuery, StatsQuery, TailQuery
+from eventsapi.values import EventQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import Interval
 from support import HOSTILE
 from support.flux import run_libflux, shape, string_literals
@@ -38,6 +38,9 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
                     StatsQuery("b1", value, app, server, [1_789_000_000_000], 1_790_000_000_000, interval, tz),
                 )
             )
+            for tag in typing.get_args(GroupTag):
+                query = StatsQuery("b1", value, app, server, [1_789_000_000_000], 1_790_000_000_000, interval, tz)
+                texts.append(flux.stats_groups_query(store_bucket, query, tag))
     texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))

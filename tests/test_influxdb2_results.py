@@ -165,6 +165,29 @@ async def test_stats_maps_aggregate_window_output_in_a_time_zone(engine: Any) ->
     assert await store.stats(q) == [0, 0, 0, 0]
 
 
+async def test_breakdown_reads_one_table_per_tag_value(engine: Any) -> None:
+    store, answers, sent = engine
+    tz = ZoneInfo("Asia/Kolkata")
+    now = int(datetime(2026, 3, 30, 12, tzinfo=tz).timestamp() * 1000)
+    q = StatsRequest("b1", "deploy", None, None, 1, "hour", tz).query(now)
+    # group(columns: ["server"]) then aggregateWindow: one table per server, only non-empty
+    # windows (createEmpty: false); the grain is India's half hour.
+    columns: list[Column] = [
+        ("_time", "dateTime:RFC3339", False),
+        ("_value", "long", False),
+        ("server", "string", True),
+    ]
+    tables = [
+        (columns, [[rfc3339(q.starts[1] * 10**6), 3, encode_tag(HOSTILE[1])],
+                   [rfc3339((q.starts[1] + 1_800_000) * 10**6), 2, encode_tag(HOSTILE[1])]]),
+        (columns, [[rfc3339(q.starts[-1] * 10**6), 4, encode_tag("")]]),
+    ]  # fmt: skip
+    answers.append(when("aggregateWindow", annotated(*tables)))
+    got = sorted(await store.stats_groups(q, "server"))
+    assert got == [("", q.starts[-1], 4), (HOSTILE[1], q.starts[1], 3), (HOSTILE[1], q.starts[1] + 1_800_000, 2)]
+    assert 'group(columns: ["server"])' in sent[-1] and "createEmpty: false" in sent[-1]
+
+
 async def test_keys_and_tag_sets_from_schema_tag_values(engine: Any) -> None:
     store, answers, _ = engine
     col: list[Column] = [("_value", "string", False)]

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from eventsapi import errors, realtime, wire
 from eventsapi.admission import Admission
 from eventsapi.auth import Authenticator, Principal
+from eventsapi.breakdown import breakdown, encode_chunks
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
@@ -192,10 +193,14 @@ async def retrieve(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.StreamResponse:
     bucket = await _authorize(request, "events:read")
     spec = parse_stats(bucket, await _json_body(request))
-    async with request.app[ADMISSION].take(spec.windows_estimate()):
+    async with request.app[ADMISSION].take(spec.cost()):
         query = spec.query()
-        counts = await _store_call(request, request.app[STORE].stats(query))
-        return await _json_array(request, list(zip(query.starts, counts, strict=True)))
+        if spec.group_by is None:
+            counts = await _store_call(request, request.app[STORE].stats(query))
+            return await _json_array(request, list(zip(query.starts, counts, strict=True)))
+        counted = await _store_call(request, request.app[STORE].stats_groups(query, spec.group_tag))
+        series = breakdown(query, counted, spec.top)
+        return await _send(request, encode_chunks(query, spec.group_by, series))
 
 
 async def _json_array(request: web.Request, items: Sequence[object]) -> web.StreamResponse:
@@ -203,14 +208,24 @@ async def _json_array(request: web.Request, items: Sequence[object]) -> web.Stre
     held at once and the event loop is given back between chunks."""
     if len(items) <= STREAM_CHUNK:
         return _json(items)
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(items), STREAM_CHUNK):
+            chunk = msgspec.json.encode(items[i : i + STREAM_CHUNK])  # "[a,b,...]"
+            yield (b"[" if i == 0 else b",") + chunk[1:-1]
+        yield b"]"
+
+    return await _send(request, chunks())
+
+
+async def _send(request: web.Request, chunks: Iterable[bytes]) -> web.StreamResponse:
+    """A JSON answer sent as it is encoded, chunk by chunk, the event loop given back between."""
     resp = web.StreamResponse()
     resp.content_type = "application/json"
     await resp.prepare(request)
     try:
-        for i in range(0, len(items), STREAM_CHUNK):
-            chunk = msgspec.json.encode(items[i : i + STREAM_CHUNK])  # "[a,b,...]"
-            await resp.write((b"[" if i == 0 else b",") + chunk[1:-1])
-        await resp.write(b"]")
+        for chunk in chunks:
+            await resp.write(chunk)
         await resp.write_eof()
     except ConnectionResetError:
         pass  # the client left; nothing to answer

@@ -20,6 +20,7 @@ _SHAPES = (
     StoredEvent,
     wire.RetrieveBody,
     wire.StatsBody,
+    wire.Breakdown,
     wire.AppEvents,
     wire.DeleteBody,
     wire.Deleted,
@@ -32,6 +33,8 @@ _SHAPES = (
 def openapi_document(max_events: int = 10_000) -> dict[str, Any]:
     """The document; `max_events` is the deployment's EVENTSAPI_MAX_EVENTS (the ingest limit)."""
     _, schemas = msgspec.json.schema_components(_SHAPES, ref_template="#/components/schemas/{name}")
+    for name, rules in wire.BODY_RULES.items():
+        schemas[name].update(rules)
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = route.operation(max_events)

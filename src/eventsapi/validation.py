@@ -17,9 +17,17 @@ import msgspec
 
 from eventsapi import wire
 from eventsapi.cursor import BadCursor, decode_cursor
-from eventsapi.limits import BUCKET_PATTERN, FUTURE_SLACK_MS, MAX_DATA_BYTES, MAX_ID, MAX_NAME, MAX_TIME_MS
+from eventsapi.limits import (
+    BUCKET_PATTERN,
+    FUTURE_SLACK_MS,
+    MAX_DATA_BYTES,
+    MAX_GROUP_POINTS,
+    MAX_ID,
+    MAX_NAME,
+    MAX_TIME_MS,
+)
 from eventsapi.problems import Problem, ValidationProblem
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery
 from eventsapi.windows import STEP_MS, Interval, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(BUCKET_PATTERN)
@@ -376,10 +384,17 @@ class StatsRequest:
     days: float
     interval: Interval
     tz: ZoneInfo
+    group_by: wire.GroupBy | None = None
+    top: int = 10
 
-    def windows_estimate(self) -> int:
-        """About how many windows the answer has (what it costs), without computing them."""
-        return int(self.days * 86_400_000 / STEP_MS[self.interval]) + 2
+    @property
+    def group_tag(self) -> GroupTag:
+        return "app" if self.group_by == "app_name" else "server"
+
+    def cost(self) -> int:
+        """About how many numbers the answer holds (what it costs), without computing windows."""
+        windows = int(self.days * 86_400_000 / STEP_MS[self.interval]) + 2
+        return windows if self.group_by is None else windows * (self.top + 1)
 
     def query(self, now_ms: int | None = None) -> StatsQuery:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -387,6 +402,12 @@ class StatsRequest:
             starts, end = window_starts(now_ms, self.days, self.interval, self.tz)
         except TooManyWindows as exc:
             raise ValidationProblem([{"field": "days", "message": f"too many windows: {exc}"}]) from None
+        if self.group_by is not None and len(starts) * (self.top + 1) > MAX_GROUP_POINTS:
+            message = (
+                f"{len(starts):,} windows of up to {self.top + 1} series make more than {MAX_GROUP_POINTS:,} points: "
+                "fewer days, a longer interval or a smaller top"
+            )
+            raise ValidationProblem([{"field": "days", "message": message}])
         return StatsQuery(self.bucket, self.name, self.app, self.server, starts, end, self.interval, self.tz.key)
 
 
@@ -396,4 +417,7 @@ def parse_stats(bucket: str, body: object) -> StatsRequest:
         tz = ZoneInfo(b.tz)
     except Exception:  # ZoneInfo raises several types for bad keys
         raise ValidationProblem([{"field": "tz", "message": f"unknown IANA time zone {b.tz!r}"}]) from None
-    return StatsRequest(bucket, b.event_name, b.app_name, b.server_name, b.days, b.interval, tz)
+    if b.top is not msgspec.UNSET and b.group_by is None:
+        raise ValidationProblem([{"field": "top", "message": "needs group_by"}])
+    top = 10 if b.top is msgspec.UNSET else b.top
+    return StatsRequest(bucket, b.event_name, b.app_name, b.server_name, b.days, b.interval, tz, b.group_by, top)

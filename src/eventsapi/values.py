@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -51,6 +51,9 @@ class EventQuery:
     start: int | None = None  # inclusive, epoch ms
     end: int | None = None  # exclusive, epoch ms
     after: tuple[int, str] | None = None
+
+
+GroupTag = Literal["app", "server"]  # what a breakdown groups by (wire: app_name, server_name)
 
 
 @dataclass(frozen=True, slots=True)

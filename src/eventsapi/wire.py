@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from eventsapi.limits import MAX_CURSOR_CHARS, MAX_ID, MAX_NAME, MAX_TIME_MS, MAX_WINDOWS
+from eventsapi.limits import MAX_CURSOR_CHARS, MAX_GROUP_POINTS, MAX_ID, MAX_NAME, MAX_TIME_MS, MAX_TOP, MAX_WINDOWS
 from eventsapi.windows import Interval
 
 # Printable Unicode: no C0/DEL/C1 control characters, no U+2028/2029, no lone surrogates.
@@ -58,6 +58,9 @@ Time = (
 )
 
 
+GroupBy = Literal["app_name", "server_name"]
+
+
 class RetrieveBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Body of POST .../data/events: the newest events of one name."""
 
@@ -89,6 +92,38 @@ class StatsBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     ] = 2.0
     interval: Interval = "minute"
     tz: Annotated[str, Meta(min_length=1, max_length=64, description="an IANA time zone that exists")] = "UTC"
+    group_by: Annotated[
+        GroupBy | None,
+        Meta(description=f"answer a Breakdown; at most {MAX_GROUP_POINTS:,} points (windows times series)"),
+    ] = None
+    top: (
+        Annotated[int, Meta(ge=1, le=MAX_TOP, description="series of a breakdown besides 'other' (10); needs group_by")]
+        | UnsetType
+    ) = UNSET
+
+
+# What a schema of one field cannot say, said for the whole body (JSON Schema 2020-12), by name.
+BODY_RULES: dict[str, dict[str, Any]] = {"StatsBody": {"dependentRequired": {"top": ["group_by"]}}}
+
+
+class Series(msgspec.Struct, frozen=True):
+    """One series of a breakdown: the events of one app or server (`other`: of all the values
+    past the `top` largest). The value's key is the `group_by` field: app_name or server_name."""
+
+    other: bool
+    total: Annotated[int, Meta(ge=0)]
+    points: Annotated[list[tuple[int, int]], Meta(description="[window start epoch ms, count], ascending")]
+    app_name: str | None = None
+    server_name: str | None = None
+
+
+class Breakdown(msgspec.Struct, frozen=True):
+    """The histogram by app or server: series sorted by total, descending, on the same windows."""
+
+    interval: Interval
+    tz: str
+    group_by: GroupBy
+    series: list[Series]
 
 
 class TailParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

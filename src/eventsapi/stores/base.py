@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from eventsapi.errors import MillisecondFull, NotSupported, StoreError, StoreUnavailable
 from eventsapi.keys import KeyRecord
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery, StoredEvent, TailQuery
 
 if TYPE_CHECKING:
     from eventsapi.config import Settings
@@ -63,6 +63,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def stats(self, query: StatsQuery) -> list[int]:
         """One count per window of `query.starts`."""
+
+    @abc.abstractmethod
+    async def stats_groups(self, query: StatsQuery, tag: GroupTag) -> list[tuple[str, int, int]]:
+        """The histogram's events counted per value of `tag` and per engine window
+        (windows.engine_step, UTC, labelled by its start in ms): (value, start, count), only
+        the non-zero ones, in any order. breakdown.py adds them up into `query`'s windows."""
 
     @abc.abstractmethod
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:

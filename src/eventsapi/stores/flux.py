@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from eventsapi.stores.lineprotocol import KEYS_MEASUREMENT, MEASUREMENT, encode_tag
-from eventsapi.values import EventQuery, StatsQuery, TailQuery
+from eventsapi.values import EventQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -138,6 +138,19 @@ def stats_query(store_bucket: str, q: StatsQuery) -> str:
         f"  |> aggregateWindow(every: {engine_step(q.starts, q.end, q.interval)}ms, fn: count, createEmpty: true, "
         'timeSrc: "_start")\n'
         '  |> keep(columns: ["_time", "_value"])\n'
+    )
+
+
+def stats_groups_query(store_bucket: str, q: StatsQuery, tag: GroupTag) -> str:
+    """Counts per value of `tag` and per windows.engine_step window, only the non-empty ones."""
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(q.starts[0] * 1_000_000)}, stop: {flux_time(q.end * 1_000_000)})\n"
+        f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
+        f"  |> group(columns: [{flux_string(tag)}])\n"
+        f"  |> aggregateWindow(every: {engine_step(q.starts, q.end, q.interval)}ms, fn: count, createEmpty: false, "
+        'timeSrc: "_start")\n'
+        f'  |> keep(columns: ["_time", "_value", {flux_string(tag)}])\n'
     )
 
 

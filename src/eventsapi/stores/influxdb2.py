@@ -24,7 +24,7 @@ from eventsapi.stores.influxbase import InfluxStore, http_base
 from eventsapi.stores.lineprotocol import decode_tag
 from eventsapi.stores.paging import FUTURE_NS, Rows
 from eventsapi.stores.placement import OccupiedPoint, ms_ranges
-from eventsapi.values import DeleteScope, EventQuery, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 T = TypeVar("T")
@@ -139,6 +139,10 @@ class InfluxDB2Store(InfluxStore):
         text = flux.stats_query(self.bucket, query)
         rows = await self._query(text)
         return counts_per_window(query.starts, ((int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows))
+
+    async def stats_groups(self, query: StatsQuery, tag: GroupTag) -> list[tuple[str, int, int]]:
+        rows = await self._query(flux.stats_groups_query(self.bucket, query, tag))
+        return [(decode_tag(v[tag]), int(v["_time"].timestamp() * 1000), int(v["_value"])) for v in rows]
 
     async def retention_days(self) -> float | None:
         """The bucket's retention rule (`retentionPeriod` of Flux's buckets(); 0: for ever)."""

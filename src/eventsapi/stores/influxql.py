@@ -28,7 +28,7 @@ from eventsapi.stores.influxbase import InfluxStore, http_base, url_flag
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key
 from eventsapi.stores.paging import Rows
 from eventsapi.stores.placement import OccupiedPoint, ms_ranges
-from eventsapi.values import DeleteScope, EventQuery, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 
@@ -216,6 +216,10 @@ class InfluxQLStore(InfluxStore):
         q, params = text.stats_query(query)
         series = await self.query(q, params)
         return counts_per_window(query.starts, ((t // NS_PER_MS, n) for s in series for t, n in s["values"]))
+
+    async def stats_groups(self, query: StatsQuery, tag: GroupTag) -> list[tuple[str, int, int]]:
+        series = await self.query(*text.stats_query(query, tag))
+        return [(decode_tag(s["tags"][tag]), t // NS_PER_MS, n) for s in series for t, n in s["values"]]
 
     async def _tail_ids(self, q: TailQuery, lower: int, since: int, until: int) -> Iterable[tuple[int, str]]:
         pairs: list[tuple[int, str]] = []

@@ -8,7 +8,7 @@ Only integers we computed (nanosecond times, limits, window lengths) are written
 from __future__ import annotations
 
 from eventsapi.stores.lineprotocol import KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
-from eventsapi.values import DeleteScope, EventQuery, StatsQuery, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
 Params = dict[str, str]
@@ -90,12 +90,15 @@ def occupied_query(bucket: str, lo_ms: int, hi_ms: int) -> tuple[str, Params]:
     return q, params
 
 
-def stats_query(q: StatsQuery) -> tuple[str, Params]:
+def stats_query(q: StatsQuery, tag: GroupTag | None = None) -> tuple[str, Params]:
+    """Counts per windows.engine_step window; with `tag`, one series per value of that tag, and
+    only the non-empty windows (fill(none): a breakdown is sparse)."""
     where, params = _filters(q.bucket, q.name, q.app, q.server)
+    group = f"GROUP BY time({engine_step(q.starts, q.end, q.interval)}ms)"
     text = (
         f'SELECT count("id") FROM "{MEASUREMENT}" WHERE {where} '
         f"AND time >= {int(q.starts[0]) * 1_000_000} AND time < {int(q.end) * 1_000_000} "
-        f"GROUP BY time({engine_step(q.starts, q.end, q.interval)}ms) fill(0)"
+        + (f"{group} fill(0)" if tag is None else f'{group}, "{tag}" fill(none)')
     )
     return text, params
 

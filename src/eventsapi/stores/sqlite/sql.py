@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from eventsapi.stores.sqlite.schema import GEN, KEY
-from eventsapi.values import DeleteScope, EventQuery, StatsQuery, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, TailQuery
 
 
 def series_where(bucket: str, name: str, app: str | None, server: str | None) -> tuple[str, list[object], str]:
@@ -73,6 +73,23 @@ def stats_sql(q: StatsQuery, since: int = 0) -> tuple[str, list[object]]:
         "AND at >= max(w.lo, ?) AND at < w.hi) FROM w WHERE w.hi IS NOT NULL ORDER BY w.key"
     )
     return sql, [msgspec.json.encode([*q.starts, q.end]).decode(), *args, since]
+
+
+def stats_groups_sql(q: StatsQuery, column: GroupTag, grain: int, since: int = 0) -> tuple[str, list[object]]:
+    """The histogram's events counted per (interned `column` value, `grain`-ms window), only
+    non-empty ones: one pass over the range's index entries, grouped by SQLite. Grouped by
+    app without an app filter, the app index serves it with the name's apps as an IN list, so
+    no row is read (events_by_name holds no app)."""
+    where, args, index = series_where(q.bucket, q.name, q.app, q.server)
+    if column == "app" and q.app is None:
+        where += f" AND app IN (SELECT app FROM event_keys WHERE gen = {GEN} AND name = {KEY})"
+        args += [q.bucket, q.name]
+        index = "events_by_app"
+    sql = (
+        f"SELECT {column}, at - at % ?, count(*) FROM events INDEXED BY {index} "
+        f"WHERE {where} AND at >= max(?, ?) AND at < ? GROUP BY 1, 2"
+    )
+    return sql, [grain, *args, q.starts[0], since, q.end]
 
 
 def tail_sql(q: TailQuery, after: int, limit: int) -> tuple[str, list[object]]:

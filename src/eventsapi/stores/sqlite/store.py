@@ -22,9 +22,10 @@ from eventsapi.config import Settings
 from eventsapi.keys import KeyRecord
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.sqlite.schema import GEN, connect, ingest_seq, migrate, select_in, transaction
-from eventsapi.stores.sqlite.sql import retrieve_sql, seq_position, stats_sql, tail_sql
+from eventsapi.stores.sqlite.sql import retrieve_sql, seq_position, stats_groups_sql, stats_sql, tail_sql
 from eventsapi.stores.sqlite.writer import PURGE_CHUNK, delete_scope, purge_expired, purge_strings, write_events
-from eventsapi.values import DeleteScope, EventQuery, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.windows import engine_step
 
 T = TypeVar("T")
 REOPEN_SECONDS = 1.0
@@ -262,6 +263,16 @@ class SQLiteStore(Store):
         sql, args = stats_sql(query, self._cutoff())
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
         return [r[0] for r in rows]
+
+    async def stats_groups(self, query: StatsQuery, tag: GroupTag) -> list[tuple[str, int, int]]:
+        sql, args = stats_groups_sql(query, tag, engine_step(query.starts, query.end, query.interval), self._cutoff())
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+            rows = conn.execute(sql, args).fetchall()
+            v = self._names(conn, {r[0] for r in rows})
+            return [(v[key], start, n) for key, start, n in rows]
+
+        return await self._read(read)
 
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:
         def read(conn: sqlite3.Connection) -> tuple[list[tuple[str, StoredEvent]], str]:
