@@ -357,7 +357,7 @@ async def primus(request: web.Request) -> web.StreamResponse:
 
 
 DASHBOARD = Path(__file__).parent / "dashboard"
-ASSETS = {"app.js": "text/javascript", "histogram.js": "text/javascript", "style.css": "text/css"}
+ASSETS = {name: "text/javascript" for name in ("app.js", "chart.js", "time.js")} | {"style.css": "text/css"}
 # The page runs only its own scripts and styles and talks only to this origin.
 PAGE_HEADERS = {
     "Content-Security-Policy": (
