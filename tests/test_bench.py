@@ -53,7 +53,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     report = json.loads(out.stdout)
     for side in ("service", "engine"):
         assert report[side]["ingest_events_per_s"] > 0
-        for kind in ("retrieve", "stats", "keys"):
+        for kind in ("retrieve", "stats", "by_app", "keys"):
             assert set(report[side][kind]) == {"p50", "p95", "p99"}
         assert report[side]["delete_all_ms"] >= 0
     assert report["service"]["peak_rss_bytes_during_ingest"] > 0
@@ -61,6 +61,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         "ingest_service_over_engine",
         "retrieve_p50_service_over_engine",
         "stats_p50_service_over_engine",
+        "by_app_p50_service_over_engine",
         "keys_p50_service_over_engine",
     }
     assert report["config"]["events"] == 3000

@@ -174,7 +174,7 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
             return browser.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
 
         def all_by(testid: str) -> list[Any]:
-            return browser.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+            return browser.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')  # type: ignore[no-any-return]
 
         # The chart redraws as live events arrive: read its bars in one script, never stale.
         def bars() -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@ def _median_side(sides: list[Side]) -> dict[str, Any]:
 async def _time_queries(args: argparse.Namespace, loaded: list[Loaded], progress: Progress) -> None:
     """Latency of each query kind on every side, the sides alternating call by call; then, with
     --delete, each side's delete_all."""
-    for kind in ("retrieve", "stats", "keys"):
+    for kind in ("retrieve", "stats", "by_app", "keys"):
         progress(f"{kind} latency")
         samples = await sample_sides(args.queries, [side.queries[kind] for side in loaded])
         for side, ms in zip(loaded, samples, strict=True):
@@ -140,7 +140,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             ),
             **{
                 f"{k}_p50_service_over_engine": round(report["service"][k]["p50"] / max(engine[k]["p50"], 1e-6), 3)
-                for k in ("retrieve", "stats", "keys")
+                for k in ("retrieve", "stats", "by_app", "keys")
             },
         }
     return report

@@ -16,7 +16,7 @@ from eventsapi.bench.workload import Workload
 from eventsapi.stores import influxql_text
 from eventsapi.stores.lineprotocol import render_batches
 from eventsapi.stores.placement import place
-from eventsapi.stores.sqlite import connect, migrate, retrieve_sql, stats_sql, write_events
+from eventsapi.stores.sqlite import connect, migrate, retrieve_sql, stats_groups_sql, stats_sql, write_events
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import window_starts
 
@@ -59,13 +59,18 @@ async def bench_influxql(
         q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "minute", "UTC")
         await query(*influxql_text.stats_query(q))
 
+    async def by_app(i: int) -> None:
+        starts, end = window_starts(now_ms, 2, "hour", ZoneInfo("UTC"))
+        q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "hour", "UTC")
+        await query(*influxql_text.stats_query(q, "app"))
+
     async def keys(i: int) -> None:
         await query(*influxql_text.series_query(bucket))
 
     async def delete_all() -> None:
         await query(*influxql_text.drop_query(bucket))
 
-    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all)
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "by_app": by_app, "keys": keys}, delete_all)
 
 
 async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, progress: Progress) -> Loaded:
@@ -101,6 +106,11 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
         q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "minute", "UTC")
         await run(*stats_sql(q))
 
+    async def by_app(i: int) -> None:
+        starts, end = window_starts(now_ms, 2, "hour", ZoneInfo("UTC"))
+        q = StatsQuery(bucket, work.names[i % len(work.names)], None, None, starts, end, "hour", "UTC")
+        await run(*stats_groups_sql(q, "app", 3_600_000))
+
     async def keys(i: int) -> None:
         await run(
             "SELECT s1.value, s2.value FROM event_keys JOIN strings s1 ON s1.key = app JOIN strings s2 "
@@ -119,4 +129,4 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
     async def close() -> None:
         conn.close()
 
-    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all, close)
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "by_app": by_app, "keys": keys}, delete_all, close)

@@ -58,6 +58,10 @@ async def bench_service(
     async def stats(i: int) -> None:
         await post("events/stats", {"event_name": work.names[i % len(work.names)], "days": 2, "interval": "minute"})
 
+    async def by_app(i: int) -> None:
+        body = {"event_name": work.names[i % len(work.names)], "days": 2, "interval": "hour", "group_by": "app_name"}
+        await post("events/stats", body)
+
     async def keys(i: int) -> None:
         async with session.get(f"{base}/eventsKeysByApp", headers=headers) as r:
             await r.read()
@@ -68,7 +72,7 @@ async def bench_service(
             if r.status != 200:
                 raise RuntimeError(f"delete_all answered {r.status}")
 
-    return Loaded(side, {"retrieve": retrieve, "stats": stats, "keys": keys}, delete_all)
+    return Loaded(side, {"retrieve": retrieve, "stats": stats, "by_app": by_app, "keys": keys}, delete_all)
 
 
 async def service_rss(args: argparse.Namespace, session: aiohttp.ClientSession) -> int | None:

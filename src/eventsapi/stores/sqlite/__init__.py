@@ -21,8 +21,17 @@ Design for scale (docs/api.md §5):
 """
 
 from eventsapi.stores.sqlite.schema import SCHEMA, connect, migrate
-from eventsapi.stores.sqlite.sql import retrieve_sql, stats_sql
+from eventsapi.stores.sqlite.sql import retrieve_sql, stats_groups_sql, stats_sql
 from eventsapi.stores.sqlite.store import SQLiteStore
 from eventsapi.stores.sqlite.writer import write_events
 
-__all__ = ["SCHEMA", "SQLiteStore", "connect", "migrate", "retrieve_sql", "stats_sql", "write_events"]
+__all__ = [
+    "SCHEMA",
+    "SQLiteStore",
+    "connect",
+    "migrate",
+    "retrieve_sql",
+    "stats_groups_sql",
+    "stats_sql",
+    "write_events",
+]
