@@ -46,12 +46,28 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         (("--host", "192.0.2.1", "--port", "8080"), {}, ("cannot listen on 192.0.2.1:8080",)),
         ((), {"EVENTSAPI_WORKERS": "many"}, ("EVENTSAPI_WORKERS", "auto")),
         ((), {"EVENTSAPI_JWT_SECRET": "abcde"}, ("EVENTSAPI_JWT_SECRET=(hidden)", "32 bytes")),
+        (("--store", "sqlite:///nonexistent-dir/x.db"), {}, ("directory /nonexistent-dir does not exist",)),
+        (("--store", "sqlite://not-a-db.txt"), {}, ("cannot open", "not-a-db.txt", "not a database")),
+        (("--store", "sqlite://a-directory"), {}, ("cannot open", "a-directory", "unable to open")),
+        (("--store", "sqlite://x.db"), {"EVENTSAPI_ACCESS_LOG": "yes please"}, ("EVENTSAPI_ACCESS_LOG", "1/true")),
     ],
-    ids=["port-out-of-range", "address-not-here", "workers", "short-secret"],
+    ids=[
+        "port-out-of-range",
+        "address-not-here",
+        "workers",
+        "short-secret",
+        "no-such-directory",
+        "not-sqlite",
+        "a-directory",
+        "boolean",
+    ],
 )
 def test_what_cannot_work_is_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],
                                       words: tuple[str, ...]) -> None:  # fmt: skip
+    (tmp_path / "not-a-db.txt").write_text("not a database, " * 20)
+    (tmp_path / "a-directory").mkdir()
     one_line(serve(tmp_path, *args, env=env), *words)
+    assert not Path("/nonexistent-dir").exists()  # nothing made at the filesystem root
 
 
 def test_the_start_up_line_names_the_store(tmp_path: Path) -> None:

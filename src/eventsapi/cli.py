@@ -30,9 +30,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings, source = ensure_secret(settings)
     store_url = settings.resolved_store_url()
     try:
-        open_store(store_url, settings)  # builds only: a malformed URL is a configuration error
+        store = open_store(store_url, settings)  # builds only: a malformed URL is a configuration error
     except ValueError as exc:
         raise ConfigError(f"EVENTSAPI_STORE / --store: {exc}") from None
+    problem = store.start_problem()
+    if problem is not None:
+        raise ConfigError(f"EVENTSAPI_STORE / --store: {problem}")
     # Bind before saying anything: a port in use or an address not on this host is one line.
     # With --workers each worker binds (SO_REUSEPORT); the parent tries first.
     sock = _bind(settings.host, settings.port, settings.reuse_port or settings.workers > 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eventsapi import parsers
 from eventsapi.ratelimit import Limit, parse_limits
-from eventsapi.stores import URL_FORMS
+from eventsapi.stores import URL_FORMS, sqlite_path
 
 DEFAULT_DATA_DIR = "eventsapi-data"
 SECRET_FILE = "jwt-secret"
@@ -74,12 +74,12 @@ class Settings:
     def store_description(self) -> str:
         """The store as the start-up line names it: the SQLite file's absolute path, or the
         InfluxDB URL without credentials."""
-        from urllib.parse import unquote, urlsplit, urlunsplit
+        from urllib.parse import urlsplit, urlunsplit
 
         url = self.resolved_store_url()
         parts = urlsplit(url)
         if parts.scheme == "sqlite":
-            return f"sqlite {Path(unquote(parts.netloc + parts.path)).resolve()}"
+            return f"sqlite {sqlite_path(url).resolve()}"
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))

@@ -37,6 +37,12 @@ class Store(abc.ABC):
         """The store a `--store` URL of its scheme names (stores/__init__.py); ValueError for a
         URL it cannot use, with the form it expects."""
 
+    def start_problem(self) -> str | None:
+        """Why the service cannot start with this store, if the operator must fix something
+        first (an embedded engine's file); None otherwise. A network engine that does not
+        answer yet is no such reason: the service starts and answers 503 until it does."""
+        return None
+
     @abc.abstractmethod
     async def open(self) -> None:
         """Connect and prepare the schema; raise StoreUnavailable if the engine is not there."""

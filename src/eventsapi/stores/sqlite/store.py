@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import unquote, urlsplit
 
 import msgspec
 from msgspec import Raw
 
 from eventsapi.config import Settings
 from eventsapi.keys import KeyRecord
+from eventsapi.stores import sqlite_path
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.sqlite.schema import GEN, connect, ingest_seq, migrate, select_in, transaction
 from eventsapi.stores.sqlite.sql import retrieve_sql, seq_position, stats_groups_sql, stats_sql, tail_sql
@@ -57,11 +57,25 @@ class SQLiteStore(Store):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteStore:
-        parts = urlsplit(url)
-        path = unquote(parts.netloc + parts.path)
-        if not path:
+        path = sqlite_path(url)
+        if not path.name:
             raise ValueError("sqlite URL needs a path: sqlite:///ABS/PATH.db")
-        return cls(Path(path), retention_days=settings.retention_days)
+        return cls(path, retention_days=settings.retention_days)
+
+    def start_problem(self) -> str | None:
+        # Only the default data directory is created (config.ensure_secret): a path the
+        # operator wrote whose directory does not exist is more likely a typo than a wish.
+        if not self.path.parent.is_dir():
+            return f"the directory {self.path.parent} does not exist (create it, or use another path)"
+        try:
+            conn = connect(self.path)
+            try:
+                migrate(conn)
+            finally:
+                conn.close()
+        except (sqlite3.Error, OSError) as exc:
+            return f"cannot open {self.path}: {exc}"
+        return None
 
     # -- connections ----------------------------------------------------------------------
 
