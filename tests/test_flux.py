@@ -11,7 +11,7 @@ import pytest
 
 from eventsapi.stores import flux
 from eventsapi.stores.lineprotocol import encode_tag
-from eventsapi.values import EventQuery, GroupTag, StatsQuery, TailQuery
+from eventsapi.values import EventQuery, ExportQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import Interval
 from support import HOSTILE
 from support.flux import run_libflux, shape, string_literals
@@ -41,6 +41,9 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
             for tag in typing.get_args(GroupTag):
                 query = StatsQuery("b1", value, app, server, [1_789_000_000_000], 1_790_000_000_000, interval, tz)
                 texts.append(flux.stats_groups_query(store_bucket, query, tag))
+        texts.append(
+            flux.export_query(store_bucket, ExportQuery("b1", value, app, server, 5, 10), NOW_NS - 10**12, NOW_NS, 5000)
+        )
     texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))

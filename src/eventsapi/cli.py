@@ -1,4 +1,4 @@
-"""The `eventsapi` command: serve, token, keys, settings, bench."""
+"""The `eventsapi` command: serve, settings, token, keys, export, import, migrate, bench."""
 
 from __future__ import annotations
 
@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (create, keys_sub.choices["list"], revoke):
         p.add_argument("--store", default=None, help=store_help)
     keys.set_defaults(func=_keys)
+
+    from eventsapi.transfer_cli import add_commands
+
+    add_commands(sub)
 
     from eventsapi.bench import add_bench_arguments
 

@@ -35,16 +35,18 @@ from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores.base import Store
 from eventsapi.tail import Batch, Dropped, Subscription, TailHub
+from eventsapi.transfer import export_lines
 from eventsapi.validation import (
     BUCKET_RE,
     check_bucket,
     decode_body,
     loads,
     parse_delete,
+    parse_export,
     parse_retrieve,
     parse_stats,
 )
-from eventsapi.values import TailQuery
+from eventsapi.values import ExportPosition, TailQuery
 
 log = logging.getLogger("eventsapi")
 T = TypeVar("T")
@@ -201,6 +203,46 @@ async def stats(request: web.Request) -> web.StreamResponse:
         counted = await _store_call(request, request.app[STORE].stats_groups(query, spec.group_tag))
         series = breakdown(query, counted, spec.top)
         return await _send(request, encode_chunks(query, spec.group_by, series))
+
+
+EXPORT_PAGE = 1_000  # events per store read of an export (its admission cost: a retrieve page's)
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """Every matching event as NDJSON, oldest first, page by page (transfer.py): constant
+    memory whatever the size. A store failure after the first line cuts the connection (no
+    clean end), so a client never mistakes a partial export for a whole one; it resumes with
+    `after` = the last line's position."""
+    bucket = await _authorize(request, "events:read")
+    query, after = parse_export(bucket, dict(request.query))
+    store = request.app[STORE]
+    if after is not None and not store.export_position_valid(after):
+        raise ValidationProblem([{"field": "after", "message": "not a position this service issued"}])
+
+    async def page(after: ExportPosition | None) -> tuple[bytes, ExportPosition | None]:
+        async with request.app[ADMISSION].take(EXPORT_PAGE * ROW_COST):
+            rows, next_after = await _store_call(request, store.export(query, after, EXPORT_PAGE))
+            return export_lines(rows), next_after
+
+    lines, after = await page(after)  # a failure here is still a problem+json answer
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp.enable_compression(web.ContentCoding.gzip)
+    await resp.prepare(request)
+    try:
+        while True:
+            await resp.write(lines)
+            if after is None:
+                break
+            lines, after = await page(after)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client left
+    except (StoreError, TimeoutError):
+        log.warning("export of bucket %s cut: the store failed", bucket)
+        if request.transport is not None:
+            request.transport.abort()
+    return resp
 
 
 async def _json_array(request: web.Request, items: Sequence[object]) -> web.StreamResponse:

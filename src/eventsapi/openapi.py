@@ -26,6 +26,7 @@ _SHAPES = (
     wire.Deleted,
     wire.Bucket,
     wire.TailParams,
+    wire.ExportLine,
 )
 
 

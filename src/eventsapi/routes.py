@@ -66,19 +66,16 @@ BUCKET_PARAM: Schema = {
 API = "/api/bucket/{id}/data"
 
 
-def _tail_params() -> list[Schema]:
-    """The live tail's filters as query parameters: TailParams' fields, without their null."""
-    schema = msgspec.json.schema(wire.TailParams)
-    props = schema["$defs"]["TailParams"]["properties"]
+def _query_params(shape: type) -> list[Schema]:
+    """A wire type's fields as query parameters, without their null."""
+    schema = msgspec.json.schema(shape)
+    props = schema["$defs"][shape.__name__]["properties"]
 
     def not_null(s: Schema) -> Schema:
         options = [o for o in s.get("anyOf", [s]) if o.get("type") != "null"]
         return options[0] if len(options) == 1 else {"anyOf": options}
 
-    return [
-        {"name": name, "in": "query", "required": False, "schema": not_null(props[name])}
-        for name in ("event_name", "app_name", "server_name")
-    ]
+    return [{"name": name, "in": "query", "required": False, "schema": not_null(s)} for name, s in props.items()]
 
 
 @dataclass(frozen=True)
@@ -169,10 +166,22 @@ ROUTES: tuple[Route, ...] = (
               "EVENTSAPI_STREAM_BYTES is disconnected (resume with its last id); when its token expires or its key "
               "is revoked it sends `event: end` with the reason, and closes."
           ),
-          parameters=[*_tail_params(),
+          parameters=[*_query_params(wire.TailParams),
                       {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}}],
           responses={"200": {"description": "An endless event stream",
                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                     **AUTH_ERRORS}),
+    Route("GET", f"{API}/events/export", h.export, "Every matching event as NDJSON, oldest first",
+          scope="events:read", api=True,
+          description=(
+              "One line per event in the ingest's shape plus its `position`; POSTing the lines to ingest stores "
+              "them again as they were (same id and `at`: a second import stores nothing). Streamed page by page "
+              "in constant memory; gzip with Accept-Encoding: gzip. Resume with `after` = the last line's position. "
+              "If the store fails mid-way the connection is cut without a clean end."
+          ),
+          parameters=_query_params(wire.ExportParams),
+          responses={"200": {"description": "NDJSON: each line one ExportLine (the schema is a line's)",
+                             "content": {"application/x-ndjson": {"schema": ref(wire.ExportLine)}}},
                      **AUTH_ERRORS}),
     Route("GET", "/api/bucket", h.list_buckets,
           "The buckets the token grants (for '*': every bucket that holds events)", scope="events:read", api=True,

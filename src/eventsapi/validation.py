@@ -27,7 +27,7 @@ from eventsapi.limits import (
     MAX_TIME_MS,
 )
 from eventsapi.problems import Problem, ValidationProblem
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, GroupTag, NewEvent, StatsQuery
 from eventsapi.windows import STEP_MS, Interval, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(BUCKET_PATTERN)
@@ -361,6 +361,26 @@ def parse_retrieve(bucket: str, body: object) -> EventQuery:
     if errors:
         raise ValidationProblem(errors)
     return EventQuery(bucket, b.event_name, b.app_name, b.server_name, b.limit, b.offset, start, end, after)
+
+
+def parse_export(bucket: str, params: dict[str, str]) -> tuple[ExportQuery, ExportPosition | None]:
+    """An export's query parameters; a time given as digits is epoch ms."""
+    p = decode_body(params, wire.ExportParams)
+    errors: list[dict[str, str]] = []
+
+    def when(text: str | None, name: str) -> int | None:
+        return _time(int(text) if text is not None and text.isdigit() else text, name, errors)
+
+    start, end = when(p.start, "start"), when(p.end, "end")
+    after = None
+    if p.after is not None:
+        try:
+            after = decode_cursor(p.after)
+        except BadCursor as exc:
+            errors.append({"field": "after", "message": str(exc)})
+    if errors:
+        raise ValidationProblem(errors)
+    return ExportQuery(bucket, p.event_name, p.app_name, p.server_name, start, end), after
 
 
 def parse_delete(bucket: str, body: object) -> DeleteScope:

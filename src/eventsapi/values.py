@@ -53,6 +53,21 @@ class EventQuery:
     after: tuple[int, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    """Every event of a bucket matching the filters given (None: any), oldest first."""
+
+    bucket: str
+    name: str | None = None
+    app: str | None = None
+    server: str | None = None
+    start: int | None = None  # inclusive, epoch ms
+    end: int | None = None  # exclusive, epoch ms
+
+
+# Where an export stands: (at, a tie-break the store chose), after the event it names.
+ExportPosition = tuple[int, str]
+
 GroupTag = Literal["app", "server"]  # what a breakdown groups by (wire: app_name, server_name)
 
 

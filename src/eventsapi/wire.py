@@ -134,6 +134,42 @@ class TailParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     server_name: ServerName | None = None
 
 
+_QUERY_TIME = "epoch ms or ISO 8601 (without an offset: UTC); must parse"
+
+
+class ExportParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query parameters of GET .../data/events/export: which events, and where to resume."""
+
+    event_name: Name | None = None
+    app_name: Name | None = None
+    server_name: ServerName | None = None
+    start: Annotated[str, Meta(max_length=64, description=f"inclusive; {_QUERY_TIME}")] | None = None
+    end: Annotated[str, Meta(max_length=64, description=f"exclusive; {_QUERY_TIME}")] | None = None
+    after: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_CURSOR_CHARS,
+                description="the `position` of the last line received (resume after it); only those are valid",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class ExportLine(msgspec.Struct, frozen=True, gc=False):
+    """One line of an export: an event in the ingest's shape (an import stores it as it was,
+    same id and `at`), and its `position` (which ingest ignores) to resume after it."""
+
+    event_name: str
+    app_name: str
+    server_name: str
+    at: int
+    id: str
+    data: Payload
+    position: str
+
+
 class FlatEvent(msgspec.Struct, frozen=True, gc=False):
     """An event to ingest, flat. Unknown fields are ignored.
 

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING
 
 from eventsapi.errors import MillisecondFull, NotSupported, StoreError, StoreUnavailable
 from eventsapi.keys import KeyRecord
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import (
+    DeleteScope,
+    EventQuery,
+    ExportPosition,
+    ExportQuery,
+    GroupTag,
+    NewEvent,
+    StatsQuery,
+    StoredEvent,
+    TailQuery,
+)
 
 if TYPE_CHECKING:
     from eventsapi.config import Settings
@@ -75,6 +85,23 @@ class Store(abc.ABC):
         """The histogram's events counted per value of `tag` and per engine window
         (windows.engine_step, UTC, labelled by its start in ms): (value, start, count), only
         the non-zero ones, in any order. breakdown.py adds them up into `query`'s windows."""
+
+    @abc.abstractmethod
+    async def export(
+        self, q: ExportQuery, after: ExportPosition | None, limit: int
+    ) -> tuple[list[tuple[ExportPosition, StoredEvent]], ExportPosition | None]:
+        """Up to `limit` events of `q` after position `after`, oldest first (`at` ascending;
+        events of one millisecond in an order of the store's that never changes), each with
+        its position; and where to go on from (None: nothing is left). Every page reads a
+        bounded part of the history: an export of any size runs in constant memory."""
+
+    def export_position_valid(self, position: ExportPosition) -> bool:
+        """Whether a client's resume position could have been issued by this store."""
+        return True
+
+    async def size(self, bucket: str) -> int | None:
+        """About how many events the bucket holds (a progress bar's total); None: unknown."""
+        return None
 
     @abc.abstractmethod
     async def tail(self, q: TailQuery, after: str | None, limit: int) -> tuple[list[tuple[str, StoredEvent]], str]:

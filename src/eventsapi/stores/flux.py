@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from eventsapi.stores.lineprotocol import KEYS_MEASUREMENT, MEASUREMENT, encode_tag
-from eventsapi.values import EventQuery, GroupTag, StatsQuery, TailQuery
+from eventsapi.values import EventQuery, ExportQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -90,6 +90,22 @@ def tail_query(
         + _PIVOT
         + f"  |> filter(fn: (r) => r.ingested >= {int(since_ns)} and r.ingested <= {int(until_ns)})\n"
         + f"  |> keep(columns: [{columns}])\n"
+    )
+
+
+def export_query(store_bucket: str, q: ExportQuery, lower_ns: int, upper_ns: int, limit: int) -> str:
+    """The oldest `limit` whole rows in [lower, upper), with their time as integer ns. The
+    caller keeps the range short (InfluxDB2Store._export_rows): the sort only sees it."""
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
+        f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
+        f"  |> filter(fn: (r) => {_WHOLE})\n"
+        + _PIVOT
+        + '  |> sort(columns: ["_time"])\n'
+        + f"  |> limit(n: {int(limit)})\n"
+        + "  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n"
+        + '  |> keep(columns: ["_time", "ns", "data", "id", "app", "server", "event_name"])\n'
     )
 
 

@@ -17,10 +17,10 @@ from urllib.parse import SplitResult, parse_qs
 from eventsapi.stores import influxtail
 from eventsapi.stores.base import Store, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
-from eventsapi.stores.lineprotocol import render_batches
-from eventsapi.stores.paging import Rows, page
+from eventsapi.stores.lineprotocol import NS_PER_MS, render_batches
+from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
-from eventsapi.values import EventQuery, NewEvent, StoredEvent, TailQuery
+from eventsapi.values import EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
 
 
 def url_flag(parts: SplitResult, name: str) -> bool:
@@ -59,6 +59,12 @@ class InfluxStore(InfluxKeys, Store):
         """(ingested, event) of the same points, whole."""
 
     @abc.abstractmethod
+    async def _export_rows(
+        self, q: ExportQuery, lower_ns: int, upper_ns: int, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        """Up to `limit` (point time ns, event) of `q` in [lower, upper), oldest first."""
+
+    @abc.abstractmethod
     async def _app_event_pairs(self, bucket: str) -> Iterable[tuple[str, str]]:
         """Every (app, event name) the bucket holds, duplicates allowed."""
 
@@ -91,6 +97,19 @@ class InfluxStore(InfluxKeys, Store):
         if upto is None:
             return influxtail.cut([], after, until, limit)
         return influxtail.cut(await self._tail_rows(q, lower, since, upto), after, upto, limit)
+
+    async def export(
+        self, q: ExportQuery, after: ExportPosition | None, limit: int
+    ) -> tuple[list[tuple[ExportPosition, StoredEvent]], ExportPosition | None]:
+        # A position is (at, the point's time in ns): unique in the bucket, so exact.
+        lower = max(int(after[1]) + 1 if after is not None else 0, (q.start or 0) * NS_PER_MS)
+        upper = q.end * NS_PER_MS if q.end is not None else time.time_ns() + FUTURE_NS
+        rows = [((e.at, str(ns)), e) for ns, e in await self._export_rows(q, lower, upper, limit)]
+        return rows, (rows[-1][0] if len(rows) == limit else None)
+
+    def export_position_valid(self, position: ExportPosition) -> bool:
+        at, ns = position
+        return ns.isdigit() and len(ns) <= 20 and int(ns) // NS_PER_MS == at
 
     async def keys_by_app(self, bucket: str) -> list[tuple[str, list[str]]]:
         return group_by_app(await self._app_event_pairs(bucket))

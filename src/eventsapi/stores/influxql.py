@@ -28,7 +28,7 @@ from eventsapi.stores.influxbase import InfluxStore, http_base, url_flag
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key
 from eventsapi.stores.paging import Rows
 from eventsapi.stores.placement import OccupiedPoint, ms_ranges
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
 
@@ -196,17 +196,17 @@ class InfluxQLStore(InfluxStore):
     # -- reads ----------------------------------------------------------------------------
 
     @staticmethod
-    def _events(series: list[dict[str, Any]], ingested: bool = False) -> list[tuple[int, StoredEvent]]:
-        """(ingested or 0, event) of each row of whole-event series."""
+    def _events(series: list[dict[str, Any]], key: str = "time") -> list[tuple[int, StoredEvent]]:
+        """(the column `key`: the point's time in ns, or `ingested`; event) of each row of
+        whole-event series."""
         out: list[tuple[int, StoredEvent]] = []
         tag = TagDecoder()
-        names = ("time", "data", "id", "app", "server", "event_name") + (("ingested",) if ingested else ())
         for s in series:
-            ix = [s["columns"].index(c) for c in names]
+            ix = [s["columns"].index(c) for c in ("time", "data", "id", "app", "server", "event_name", key)]
             for v in s["values"]:
                 t, data, eid, app, server, name = (v[i] for i in ix[:6])
                 event = StoredEvent(eid, tag(name), tag(app), tag(server), t // NS_PER_MS, Raw(data))
-                out.append((int(v[ix[6]]) if ingested else 0, event))
+                out.append((int(v[ix[6]]), event))
         return out
 
     def _rows(self, query: EventQuery) -> Rows:
@@ -229,7 +229,15 @@ class InfluxQLStore(InfluxStore):
         return pairs
 
     async def _tail_rows(self, q: TailQuery, lower: int, since: int, until: int) -> list[tuple[int, StoredEvent]]:
-        return self._events(await self.query(*text.tail_query(q, lower, since, until)), ingested=True)
+        return self._events(await self.query(*text.tail_query(q, lower, since, until)), "ingested")
+
+    async def size(self, bucket: str) -> int | None:
+        return sum(int(v[1]) for s in await self.query(*text.size_query(bucket)) for v in s["values"])
+
+    async def _export_rows(
+        self, q: ExportQuery, lower_ns: int, upper_ns: int, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        return self._events(await self.query(*text.export_query(q, lower_ns, upper_ns, limit)))
 
     async def buckets(self) -> list[str]:
         q, _ = text.buckets_query()

@@ -8,7 +8,7 @@ Only integers we computed (nanosecond times, limits, window lengths) are written
 from __future__ import annotations
 
 from eventsapi.stores.lineprotocol import KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
 Params = dict[str, str]
@@ -61,6 +61,22 @@ def tail_query(q: TailQuery, lower_ns: int, since_ns: int, until_ns: int, whole:
         f'AND "ingested" >= {int(since_ns)} AND "ingested" <= {int(until_ns)}'
     )
     return text, params
+
+
+def export_query(q: ExportQuery, lower_ns: int, upper_ns: int, limit: int) -> tuple[str, Params]:
+    """The oldest `limit` whole rows in [lower, upper) across the filter's series, in time
+    order: point times are unique in a bucket (placement.py), so the time is an exact keyset."""
+    where, params = _filters(q.bucket, q.name, q.app, q.server)
+    text = (
+        f'SELECT {_COLUMNS} FROM "{MEASUREMENT}" WHERE {where} AND time >= {int(lower_ns)} AND time < {int(upper_ns)} '
+        f"ORDER BY time ASC LIMIT {int(limit)}"
+    )
+    return text, params
+
+
+def size_query(bucket: str) -> tuple[str, Params]:
+    where, params = _filters(bucket, None, None, None)
+    return f'SELECT count("id") FROM "{MEASUREMENT}" WHERE {where}', params
 
 
 def count_query(q: EventQuery, upper_ns: int, lower_ns: int) -> tuple[str, Params]:

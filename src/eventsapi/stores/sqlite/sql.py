@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 
 from eventsapi.stores.sqlite.schema import GEN, KEY
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, StatsQuery, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, GroupTag, StatsQuery, TailQuery
 
 
 def series_where(bucket: str, name: str, app: str | None, server: str | None) -> tuple[str, list[object], str]:
@@ -90,6 +90,28 @@ def stats_groups_sql(q: StatsQuery, column: GroupTag, grain: int, since: int = 0
         f"WHERE {where} AND at >= max(?, ?) AND at < ? GROUP BY 1, 2"
     )
     return sql, [grain, *args, q.starts[0], since, q.end]
+
+
+def export_sql(q: ExportQuery, after: ExportPosition | None, limit: int, since: int = 0) -> tuple[str, list[object]]:
+    """A page of the bucket oldest first: the unique (gen, at, id) index walked forward from
+    `after`; the filters are checked on the rows it passes."""
+    cond = [f"gen = {GEN}", "at >= ?"]
+    args: list[object] = [q.bucket, max(since, q.start or 0)]
+    if after is not None:
+        cond.append("(at, id) > (?, ?)")
+        args.extend(after)
+    if q.end is not None:
+        cond.append("at < ?")
+        args.append(q.end)
+    for column, value in (("name", q.name), ("app", q.app), ("server", q.server)):
+        if value is not None:
+            cond.append(f"{column} = {KEY}")
+            args.append(value)
+    sql = (
+        "SELECT id, name, app, server, at, data FROM events INDEXED BY events_by_at_id "
+        f"WHERE {' AND '.join(cond)} ORDER BY at, id LIMIT ?"
+    )
+    return sql, [*args, limit]
 
 
 def tail_sql(q: TailQuery, after: int, limit: int) -> tuple[str, list[object]]:

@@ -22,9 +22,19 @@ from eventsapi.keys import KeyRecord
 from eventsapi.stores import sqlite_path
 from eventsapi.stores.base import Store, StoreUnavailable, group_by_app
 from eventsapi.stores.sqlite.schema import GEN, connect, ingest_seq, migrate, select_in, transaction
-from eventsapi.stores.sqlite.sql import retrieve_sql, seq_position, stats_groups_sql, stats_sql, tail_sql
+from eventsapi.stores.sqlite.sql import export_sql, retrieve_sql, seq_position, stats_groups_sql, stats_sql, tail_sql
 from eventsapi.stores.sqlite.writer import PURGE_CHUNK, delete_scope, purge_expired, purge_strings, write_events
-from eventsapi.values import DeleteScope, EventQuery, GroupTag, NewEvent, StatsQuery, StoredEvent, TailQuery
+from eventsapi.values import (
+    DeleteScope,
+    EventQuery,
+    ExportPosition,
+    ExportQuery,
+    GroupTag,
+    NewEvent,
+    StatsQuery,
+    StoredEvent,
+    TailQuery,
+)
 from eventsapi.windows import engine_step
 
 T = TypeVar("T")
@@ -272,6 +282,23 @@ class SQLiteStore(Store):
             return [StoredEvent(r[0], v[r[1]], v[r[2]], v[r[3]], r[4], Raw(r[5])) for r in rows]
 
         return await self._read(read)
+
+    async def export(
+        self, q: ExportQuery, after: ExportPosition | None, limit: int
+    ) -> tuple[list[tuple[ExportPosition, StoredEvent]], ExportPosition | None]:
+        sql, args = export_sql(q, after, limit, self._cutoff())
+
+        def read(conn: sqlite3.Connection) -> list[tuple[ExportPosition, StoredEvent]]:
+            rows = conn.execute(sql, args).fetchall()
+            v = self._names(conn, {k for r in rows for k in (r[1], r[2], r[3])})
+            return [((r[4], r[0]), StoredEvent(r[0], v[r[1]], v[r[2]], v[r[3]], r[4], Raw(r[5]))) for r in rows]
+
+        rows = await self._read(read)
+        return rows, (rows[-1][0] if len(rows) == limit else None)
+
+    async def size(self, bucket: str) -> int | None:
+        sql = f"SELECT coalesce(sum(n), 0) FROM event_keys WHERE gen = {GEN}"
+        return int((await self._read(lambda c: c.execute(sql, [bucket]).fetchone()))[0])
 
     async def stats(self, query: StatsQuery) -> list[int]:
         sql, args = stats_sql(query, self._cutoff())
