@@ -208,7 +208,6 @@ def test_a_large_export_streams_in_flat_memory(tmp_path: Path) -> None:
         assert lines == n and received > 100 * 2**20
         lines, _, second_peak = export()
     mib = 2**20
-    print(f"export RSS: start {start / mib:.0f} MiB, first export peak {first_peak / mib:.0f}, second {second_peak / mib:.0f}")
     assert lines == n
     assert first_peak - start < 300 * mib, f"the first export grew RSS by {(first_peak - start) / mib:.0f} MiB"
     assert second_peak - first_peak < 16 * mib, (

@@ -15,6 +15,7 @@ import msgspec
 import pytest
 
 from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
+from eventsapi.ingest_rules import parse_ingest
 from eventsapi.stores import influxql_text as ql
 from eventsapi.stores.lineprotocol import (
     decode_tag,
@@ -26,7 +27,6 @@ from eventsapi.stores.lineprotocol import (
 )
 from eventsapi.stores.placement import Ledger, OccupiedPoint, first_slot, ms_ranges, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
-from eventsapi.validation import parse_ingest
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
 from support import HOSTILE

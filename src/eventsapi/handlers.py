@@ -1,7 +1,7 @@
 """The request handlers, the middleware that turns every failure into problem+json, and what
 they share (the application's state keys, authorisation, body reading, JSON answers).
 
-Every request takes one path: handler → validated request (validation.py, ingest.py) → store
+Every request takes one path: handler → validated request (validation.py, ingest_rules.py, ingest.py) → store
 method (stores/base.py) → response. Which handler serves which path is routes.py's table.
 """
 

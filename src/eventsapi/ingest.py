@@ -19,9 +19,9 @@ from eventsapi import wire
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.errors import RETRY_AFTER, StoreUnavailable
+from eventsapi.ingest_rules import parse_ingest
 from eventsapi.observability import Metrics
 from eventsapi.stores.base import Store
-from eventsapi.validation import parse_ingest
 
 log = logging.getLogger("eventsapi")
 T = TypeVar("T")

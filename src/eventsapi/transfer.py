@@ -21,8 +21,8 @@ import msgspec
 
 from eventsapi import wire
 from eventsapi.cursor import encode_cursor
+from eventsapi.ingest_rules import parse_ingest
 from eventsapi.stores.base import Store
-from eventsapi.validation import parse_ingest
 from eventsapi.values import ExportPosition, ExportQuery, NewEvent, StoredEvent
 
 PAGE = 5_000  # events per store read and per write

@@ -1,16 +1,14 @@
-"""Turns request bodies into validated values; every rule of docs/api.md §5 about input lives here."""
+"""Turns query bodies and parameters into validated values (docs/api.md §5); the rules for
+ingested events are ingest_rules.py's."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import re
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -19,25 +17,22 @@ from eventsapi import wire
 from eventsapi.cursor import BadCursor, decode_cursor
 from eventsapi.limits import (
     BUCKET_PATTERN,
-    FUTURE_SLACK_MS,
-    MAX_DATA_BYTES,
     MAX_GROUP_POINTS,
-    MAX_ID,
     MAX_NAME,
     MAX_TIME_MS,
 )
 from eventsapi.problems import Problem, ValidationProblem
-from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, GroupTag, NewEvent, StatsQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, GroupTag, StatsQuery
 from eventsapi.windows import STEP_MS, Interval, TooManyWindows, window_starts
 
 BUCKET_RE = re.compile(BUCKET_PATTERN)
 # Control characters (C0, DEL, C1), lone surrogates and the Unicode line/paragraph separators.
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def valid_name(value: str, max_len: int = MAX_NAME) -> bool:
     """A name as docs/api.md §5 allows it: 1 to max_len characters, no control characters."""
-    return 0 < len(value) <= max_len and not _FORBIDDEN.search(value)
+    return 0 < len(value) <= max_len and not FORBIDDEN.search(value)
 
 
 def check_bucket(bucket: str) -> str:
@@ -56,33 +51,12 @@ def loads(text: bytes | str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-class _WireEvent(msgspec.Struct, gc=False):
-    """The general path's reader of an ingested event, flat (wire.FlatEvent) or a PM2 packet
-    (wire.PM2Event), whose fields are typed loosely so that each one gets its own error
-    message; `data` stays the raw JSON text that was sent."""
-
-    event_name: Any = None
-    app_name: Any = None
-    server_name: Any = None
-    name: Any = None
-    process: Any = None
-    at: Any = None
-    id: Any = None
-    data: msgspec.Raw = msgspec.Raw(b"")  # empty: absent
-
-
-_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-_EVENT = msgspec.json.Decoder(_WireEvent)
-_BATCH = msgspec.json.Decoder(list[_WireEvent])
-_TYPED_BATCH = msgspec.json.Decoder(list[wire.FlatEvent])
-
-
 def name_error(value: object, max_len: int = MAX_NAME) -> str | None:
     if not isinstance(value, str):
         return "must be a string"
     if not 1 <= len(value) <= max_len:
         return f"must be 1-{max_len} characters"
-    if _FORBIDDEN.search(value):
+    if FORBIDDEN.search(value):
         return "must not contain control characters"
     return None
 
@@ -106,194 +80,6 @@ def parse_time(value: object) -> int:
             dt = dt.replace(tzinfo=UTC)
         return math.floor(dt.timestamp() * 1000)
     raise ValueError("must be epoch milliseconds or an ISO 8601 string")
-
-
-class IdMaker:
-    """Server-assigned ids: receipt time in hex, a per-batch random part, the index.
-
-    Ids of one batch sort in ingest order, so among events sharing a millisecond the
-    later-ingested ones come first in newest-first reads.
-    """
-
-    def __init__(self, now_ms: int) -> None:
-        self.prefix = f"{now_ms:012x}{os.urandom(7).hex()}"
-
-    def __call__(self, index: int) -> str:
-        return f"{self.prefix}{index:06x}"
-
-
-def _name(value: object, field: str, known: set[str] | None, max_len: int = MAX_NAME) -> str:
-    # Runs for every name of every ingested event; names repeat, so each is checked once per
-    # batch (`known`). Ids are unique, so they pass no set.
-    if known is not None and type(value) is str and value in known:
-        return value
-    if type(value) is not str or not 0 < len(value) <= max_len or _FORBIDDEN.search(value):
-        raise ValueError(f"{field} {name_error(value, max_len)}")
-    if known is not None:
-        known.add(value)
-    return value
-
-
-def _wire(raw: bytes | msgspec.Raw) -> _WireEvent:
-    try:
-        return _EVENT.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise ValueError(f"event must be a JSON object: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ValueError("not valid JSON: nested too deeply") from None
-
-
-def _event(item: _WireEvent, now_ms: int, make_id: Callable[[int], str], index: int, known: set[str]) -> NewEvent:
-    """One event from a flat or PM2 `human:event` object; raises ValueError with the reason."""
-    process = item.process
-    if item.event_name is None and item.name is not None and type(process) is dict:
-        name = _name(item.name, "name", known)
-        app = _name(process.get("name"), "process.name", known)
-        server = process.get("server")
-        server = "" if server is None or server == "" else _name(server, "process.server", known)
-    else:
-        name = _name(item.event_name, "event_name", known)
-        app = _name(item.app_name, "app_name", known)
-        server = item.server_name
-        server = "" if server is None or server == "" else _name(server, "server_name", known)
-    at_raw = item.at
-    if at_raw is None:
-        at = now_ms
-    else:
-        if type(at_raw) is int:
-            at = at_raw
-        else:
-            try:
-                at = parse_time(at_raw)
-            except ValueError as exc:
-                raise ValueError(f"at {exc}") from None
-        if not 0 <= at <= now_ms + FUTURE_SLACK_MS:
-            raise ValueError("at must lie between 1970-01-01 and now + 24 h")
-    blob = bytes(item.data)
-    if blob in (b"", b"null"):
-        data_text = "{}"
-    else:
-        if blob[:1] != b"{":
-            raise ValueError("data must be a JSON object")
-        if len(blob) > MAX_DATA_BYTES:
-            raise ValueError(f"data is {len(blob)} bytes serialised; at most {MAX_DATA_BYTES}")
-        if b"\n" in blob or b"\r" in blob:
-            # Pretty-printed: line breaks can only be whitespace here; store it compact, since
-            # line protocol cannot carry them.
-            blob = msgspec.json.encode(msgspec.json.decode(blob))
-        try:
-            data_text = blob.decode()
-        except UnicodeDecodeError:
-            raise ValueError("data is not valid UTF-8") from None
-    event_id = make_id(index) if item.id is None else _name(item.id, "id", None, MAX_ID)
-    return NewEvent(event_id, name, app, server, at, data_text)
-
-
-@dataclass(slots=True)
-class IngestBatch:
-    events: list[NewEvent]
-    rejected: list[wire.Rejection]
-    indices: list[int]  # each event's index in the request
-
-    def reject(self, drop: dict[int, str]) -> None:
-        """Move the events at these positions of `events` to `rejected`, with their reasons."""
-        for pos, reason in drop.items():
-            self.rejected.append(wire.Rejection(self.indices[pos], reason))
-        self.rejected.sort(key=lambda r: r.index)
-        self.events = [e for pos, e in enumerate(self.events) if pos not in drop]
-        self.indices = [i for pos, i in enumerate(self.indices) if pos not in drop]
-
-
-def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None = None) -> IngestBatch:
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    items: Sequence[_WireEvent | bytes | msgspec.Raw]
-    if ndjson:
-        lines = [ln for ln in body.splitlines() if ln.strip()]
-        if len(lines) > max_events:
-            raise Problem(413, f"{len(lines)} events in one request; at most {max_events}")
-        items = lines
-    else:
-        with contextlib.suppress(msgspec.DecodeError, RecursionError):
-            typed = _TYPED_BATCH.decode(body)
-            if len(typed) > max_events:
-                raise Problem(413, f"{len(typed)} events in one request; at most {max_events}")
-            fast = _typed_events(typed, now_ms)
-            if fast is not None:
-                return IngestBatch(fast, [], list(range(len(fast))))
-        try:
-            # The general path: the whole array, loosely typed, in one call. Any item that is
-            # not an event object fails it, and the items are then decoded one by one so that
-            # each is reported.
-            items = _BATCH.decode(body)
-        except (msgspec.DecodeError, RecursionError):
-            try:
-                items = _ITEMS.decode(body)
-            except msgspec.ValidationError:
-                raise Problem(400, "body must be a JSON array of events (or NDJSON)") from None
-            except msgspec.DecodeError as exc:
-                raise Problem(400, f"body is not valid JSON: {exc}") from None
-            except RecursionError:
-                raise Problem(400, "body is not valid JSON: nested too deeply") from None
-        if len(items) > max_events:
-            raise Problem(413, f"{len(items)} events in one request; at most {max_events}")
-    make_id = IdMaker(now_ms)
-    known: set[str] = set()
-    events: list[NewEvent] = []
-    rejected: list[wire.Rejection] = []
-    indices: list[int] = []
-    for i, item in enumerate(items):
-        try:
-            decoded = item if isinstance(item, _WireEvent) else _wire(cast(bytes, item))
-            events.append(_event(decoded, now_ms, make_id, i, known))
-            indices.append(i)
-        except ValueError as exc:
-            rejected.append(wire.Rejection(i, str(exc)))
-    return IngestBatch(events, rejected, indices)
-
-
-def _typed_events(items: list[wire.FlatEvent], now_ms: int) -> list[NewEvent] | None:
-    """The events of a batch that decoded as `wire.FlatEvent`s, or None if any of them fails
-    a check the decoder does not make (then the general path decides, event by event, and
-    gives each rejection its reason; both accept exactly the same events). Each check runs
-    once over the whole batch rather than once per event."""
-    if not items:
-        return []
-    # Names repeat: each distinct one is searched once. Ids are joined and searched in one call.
-    names = {e.event_name for e in items} | {e.app_name for e in items} | {e.server_name or "" for e in items}
-    ids = [e.id for e in items if e.id is not None]
-    if _FORBIDDEN.search("".join(names)) or _FORBIDDEN.search("".join(ids)):
-        return None
-    ats = [e.at for e in items if e.at is not None]
-    if not all(type(at) is int for at in ats) or max(cast(list[int], ats), default=0) > now_ms + FUTURE_SLACK_MS:
-        return None  # a time as text or a fraction, or in the future: the general path says which
-    raws = [b"" if e.data is msgspec.UNSET else e.data for e in items]
-    if max(map(len, raws)) > MAX_DATA_BYTES:
-        return None
-    # Raw JSON holds no NUL (JSON forbids raw control characters), so one decode of the joined
-    # payloads checks every one's UTF-8 and the split gives them back.
-    try:
-        joined = b"\x00".join(raws).decode()
-    except UnicodeDecodeError:
-        return None
-    if "\n" in joined or "\r" in joined:
-        return None  # pretty-printed: the general path stores it compact
-    datas = joined.split("\x00")
-    if not all(d[:1] == "{" or d in ("", "null") for d in datas):
-        return None
-    make_id = IdMaker(now_ms)
-    return [
-        NewEvent(
-            make_id(i) if e.id is None else e.id,
-            e.event_name,
-            e.app_name,
-            e.server_name or "",
-            now_ms if e.at is None else cast(int, e.at),
-            d if d[:1] == "{" else "{}",
-        )
-        for i, (e, d) in enumerate(zip(items, datas, strict=True))
-    ]
 
 
 _CONVERT_MESSAGES = (("matching regex", "must not contain control characters"),)
@@ -348,16 +134,21 @@ def _time(value: int | float | str | None, field: str, errors: list[dict[str, st
     return t
 
 
+def _position(text: str | None, field: str, errors: list[dict[str, str]]) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    try:
+        return decode_cursor(text)
+    except BadCursor as exc:
+        errors.append({"field": field, "message": str(exc)})
+        return None
+
+
 def parse_retrieve(bucket: str, body: object) -> EventQuery:
     b = decode_body(body, wire.RetrieveBody)
     errors: list[dict[str, str]] = []
     start, end = _time(b.start, "start", errors), _time(b.end, "end", errors)
-    after = None
-    if b.cursor is not None:
-        try:
-            after = decode_cursor(b.cursor)
-        except BadCursor as exc:
-            errors.append({"field": "cursor", "message": str(exc)})
+    after = _position(b.cursor, "cursor", errors)
     if errors:
         raise ValidationProblem(errors)
     return EventQuery(bucket, b.event_name, b.app_name, b.server_name, b.limit, b.offset, start, end, after)
@@ -372,12 +163,7 @@ def parse_export(bucket: str, params: dict[str, str]) -> tuple[ExportQuery, Expo
         return _time(int(text) if text is not None and text.isdigit() else text, name, errors)
 
     start, end = when(p.start, "start"), when(p.end, "end")
-    after = None
-    if p.after is not None:
-        try:
-            after = decode_cursor(p.after)
-        except BadCursor as exc:
-            errors.append({"field": "after", "message": str(exc)})
+    after = _position(p.after, "after", errors)
     if errors:
         raise ValidationProblem(errors)
     return ExportQuery(bucket, p.event_name, p.app_name, p.server_name, start, end), after
