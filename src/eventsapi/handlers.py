@@ -13,13 +13,11 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import TypeVar
 
 import msgspec
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventsapi import errors, realtime, wire
 from eventsapi.admission import Admission
@@ -28,7 +26,7 @@ from eventsapi.breakdown import breakdown, encode_chunks
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.cursor import encode_cursor
-from eventsapi.errors import RETRY_AFTER, StoreError, StoreUnavailable
+from eventsapi.errors import StoreError
 from eventsapi.ingest import Ingest, Retention, store_call
 from eventsapi.observability import Metrics, route_name
 from eventsapi.problems import Problem, ValidationProblem, problem_response
@@ -112,7 +110,7 @@ async def problems_middleware(
     return response
 
 
-async def _store_call(request: web.Request, coro: Awaitable[T]) -> T:
+async def call_store(request: web.Request, coro: Awaitable[T]) -> T:
     return await store_call(coro, request.app[SETTINGS].store_timeout, request.app[METRICS])
 
 
@@ -165,7 +163,7 @@ async def _json_body(request: web.Request, if_empty: object = None) -> object:
         raise Problem(400, f"body is not valid JSON: {exc}") from None
 
 
-def _json(value: object, headers: dict[str, str] | None = None) -> web.Response:
+def json_answer(value: object, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=msgspec.json.encode(value), content_type="application/json", headers=headers)
 
 
@@ -176,20 +174,20 @@ async def ingest(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:write")
     body = await _read_body(request)
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
-    return _json(await request.app[INGEST](bucket, body, ndjson))
+    return json_answer(await request.app[INGEST](bucket, body, ndjson))
 
 
 async def retrieve(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
     query = parse_retrieve(bucket, await _json_body(request))
     async with request.app[ADMISSION].take(query.limit * ROW_COST):
-        rows = await _store_call(request, request.app[STORE].retrieve(query))
+        rows = await call_store(request, request.app[STORE].retrieve(query))
         headers = None
         if len(rows) == query.limit:
             last = rows[-1]
             headers = {"X-Next-Cursor": encode_cursor(last.at, last.id)}
         # StoredEvent is the wire shape: `data` goes out as the JSON text it was stored as.
-        return _json(rows, headers)
+        return json_answer(rows, headers)
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
@@ -198,9 +196,9 @@ async def stats(request: web.Request) -> web.StreamResponse:
     async with request.app[ADMISSION].take(spec.cost()):
         query = spec.query()
         if spec.group_by is None:
-            counts = await _store_call(request, request.app[STORE].stats(query))
+            counts = await call_store(request, request.app[STORE].stats(query))
             return await _json_array(request, list(zip(query.starts, counts, strict=True)))
-        counted = await _store_call(request, request.app[STORE].stats_groups(query, spec.group_tag))
+        counted = await call_store(request, request.app[STORE].stats_groups(query, spec.group_tag))
         series = breakdown(query, counted, spec.top)
         return await _send(request, encode_chunks(query, spec.group_by, series))
 
@@ -221,7 +219,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
     async def page(after: ExportPosition | None) -> tuple[bytes, ExportPosition | None]:
         async with request.app[ADMISSION].take(EXPORT_PAGE * ROW_COST):
-            rows, next_after = await _store_call(request, store.export(query, after, EXPORT_PAGE))
+            rows, next_after = await call_store(request, store.export(query, after, EXPORT_PAGE))
             return export_lines(rows), next_after
 
     lines, after = await page(after)  # a failure here is still a problem+json answer
@@ -249,7 +247,7 @@ async def _json_array(request: web.Request, items: Sequence[object]) -> web.Stre
     """A JSON array; a long one is encoded and sent in chunks, so that the whole text is never
     held at once and the event loop is given back between chunks."""
     if len(items) <= STREAM_CHUNK:
-        return _json(items)
+        return json_answer(items)
 
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(items), STREAM_CHUNK):
@@ -276,15 +274,15 @@ async def _send(request: web.Request, chunks: Iterable[bytes]) -> web.StreamResp
 
 async def keys_by_app(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
-    keys = await _store_call(request, request.app[STORE].keys_by_app(bucket))
-    return _json([wire.AppEvents(app, names) for app, names in keys])
+    keys = await call_store(request, request.app[STORE].keys_by_app(bucket))
+    return json_answer([wire.AppEvents(app, names) for app, names in keys])
 
 
 async def delete_all(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
-    await _store_call(request, request.app[STORE].delete_all(bucket))
+    await call_store(request, request.app[STORE].delete_all(bucket))
     request.app[GUARD].forget(bucket)
-    return _json(wire.Deleted(bucket, True))
+    return json_answer(wire.Deleted(bucket, True))
 
 
 def _public_base(request: web.Request) -> str:
@@ -310,22 +308,22 @@ async def list_buckets(request: web.Request) -> web.Response:
     _take_rate(request, principal, "*", "events:read")
     granted = sorted(b for b in principal.buckets if b != "*" and BUCKET_RE.fullmatch(b))
     if "*" in principal.buckets:
-        granted = sorted(set(granted) | set(await _store_call(request, request.app[STORE].buckets())))
+        granted = sorted(set(granted) | set(await call_store(request, request.app[STORE].buckets())))
     base = _public_base(request)
-    return _json([_bucket(b, base) for b in granted])
+    return json_answer([_bucket(b, base) for b in granted])
 
 
 async def get_bucket(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:read")
-    return _json(_bucket(bucket, _public_base(request)))
+    return json_answer(_bucket(bucket, _public_base(request)))
 
 
 async def delete(request: web.Request) -> web.Response:
     bucket = await _authorize(request, "events:delete")
     scope = parse_delete(bucket, await _json_body(request, if_empty={}))  # no body: the whole bucket
-    count = await _store_call(request, request.app[STORE].delete(scope))
+    count = await call_store(request, request.app[STORE].delete(scope))
     request.app[GUARD].forget(bucket)
-    return _json(wire.Deleted(bucket, True, count))
+    return json_answer(wire.Deleted(bucket, True, count))
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -396,54 +394,6 @@ async def _ends_with_credential(
 
 async def primus(request: web.Request) -> web.StreamResponse:
     return await realtime.feed(request, request.app[AUTH], request.app[HUB], _ends_with_credential)
-
-
-DASHBOARD = Path(__file__).parent / "dashboard"
-ASSETS = {name: "text/javascript" for name in ("app.js", "chart.js", "time.js")} | {"style.css": "text/css"}
-# The page runs only its own scripts and styles and talks only to this origin.
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
-
-
-async def dashboard(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(DASHBOARD / "index.html", headers={**PAGE_HEADERS, "Content-Type": "text/html"})
-
-
-async def asset(request: web.Request) -> web.FileResponse:
-    name = request.match_info["name"]
-    if name not in ASSETS:  # only the dashboard's own files, never a path
-        raise web.HTTPNotFound()
-    return web.FileResponse(DASHBOARD / name, headers={**PAGE_HEADERS, "Content-Type": ASSETS[name]})
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    try:
-        await _store_call(request, request.app[STORE].ping())
-    except StoreUnavailable:
-        return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
-    retention = request.app[RETENTION]
-    await retention.read(request.app[STORE], request.app[SETTINGS])
-    return _json({"status": "ready", "retention_days": retention.days if retention.known else "unknown"})
-
-
-async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def openapi(request: web.Request) -> web.Response:
-    return _json(request.app[DOCUMENT])
 
 
 async def response_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from eventsapi import handlers as h
-from eventsapi import wire
+from eventsapi import pages, wire
 from eventsapi.limits import BUCKET_PATTERN
 from eventsapi.values import StoredEvent
 
@@ -189,7 +189,7 @@ ROUTES: tuple[Route, ...] = (
                      **AUTH_ERRORS}),
     Route("GET", "/api/bucket/{id}", h.get_bucket, "One bucket, as PM2 Plus describes it", scope="events:read",
           api=True, responses={"200": ok("The bucket", ref(wire.Bucket)), **AUTH_ERRORS}),
-    Route("GET", "/api/openapi.json", h.openapi, "This document", api=True,
+    Route("GET", "/api/openapi.json", pages.openapi, "This document", api=True,
           responses={"200": ok("OpenAPI 3.1 document", {"type": "object"})}),
     Route("GET", "/primus", h.primus,
           "PM2's realtime feed (WebSocket), as @pm2/js-api's realtime.subscribe opens it",
@@ -203,17 +203,17 @@ ROUTES: tuple[Route, ...] = (
           responses={"101": {"description": "Switching to the WebSocket protocol"},
                      "400": problem("Not a WebSocket upgrade request"),
                      "401": problem("Missing, malformed, expired or badly signed token, or no events:read")}),
-    Route("GET", "/", h.dashboard, "The dashboard (HTML; its scripts under /ui/)",
+    Route("GET", "/", pages.dashboard, "The dashboard (HTML; its scripts under /ui/)",
           responses={"200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}}),
-    Route("GET", "/ui/{name}", h.asset, "The dashboard's scripts and styles",
+    Route("GET", "/ui/{name}", pages.asset, "The dashboard's scripts and styles",
           parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
           responses={"200": {"description": "The file", "content": {"text/javascript": {"schema": {"type": "string"}},
                                                                    "text/css": {"schema": {"type": "string"}}}},
                      "404": problem("No such file")}),
-    Route("GET", "/healthz", h.healthz, "Process is up", responses={"200": ok("Up", {"type": "object"})}),
-    Route("GET", "/readyz", h.readyz, "Store reachable",
+    Route("GET", "/healthz", pages.healthz, "Process is up", responses={"200": ok("Up", {"type": "object"})}),
+    Route("GET", "/readyz", pages.readyz, "Store reachable",
           responses={"200": ok("Ready", {"type": "object"}), "503": problem("Store unreachable", retry_after=True)}),
-    Route("GET", "/metrics", h.metrics, "Prometheus metrics",
+    Route("GET", "/metrics", pages.metrics, "Prometheus metrics",
           responses={"200": {"description": "Prometheus text",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}}),
 )  # fmt: skip
