@@ -50,6 +50,12 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         (("--store", "sqlite://not-a-db.txt"), {}, ("cannot open", "not-a-db.txt", "not a database")),
         (("--store", "sqlite://a-directory"), {}, ("cannot open", "a-directory", "unable to open")),
         (("--store", "sqlite://x.db"), {"EVENTSAPI_ACCESS_LOG": "yes please"}, ("EVENTSAPI_ACCESS_LOG", "1/true")),
+        ((), {"EVENTSAPI_DATA_DIR": "not-a-db.txt/data"}, ("not-a-db.txt/data", "EVENTSAPI_DATA_DIR")),
+        (
+            (),
+            {"EVENTSAPI_DATA_DIR": "not-a-db.txt/data", "EVENTSAPI_JWT_SECRET": "k" * 32},
+            ("cannot create", "not-a-db.txt/data", "EVENTSAPI_DATA_DIR"),
+        ),
     ],
     ids=[
         "port-out-of-range",
@@ -60,6 +66,8 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         "not-sqlite",
         "a-directory",
         "boolean",
+        "data-dir-unusable",
+        "data-dir-not-creatable",
     ],
 )
 def test_what_cannot_work_is_one_line(tmp_path: Path, args: tuple[str, ...], env: dict[str, str],

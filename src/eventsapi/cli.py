@@ -28,6 +28,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     settings = load_settings(**{st.field: getattr(args, st.field) for st in SETTINGS if st.flag})
     settings, source = ensure_secret(settings)
+    if not settings.store_url:  # the default store lives in the data dir, which is made here
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {settings.data_dir}: {exc.strerror} (EVENTSAPI_DATA_DIR)") from None
     store_url = settings.resolved_store_url()
     try:
         store = open_store(store_url, settings)  # builds only: a malformed URL is a configuration error

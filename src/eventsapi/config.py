@@ -333,14 +333,18 @@ def ensure_secret(settings: Settings) -> tuple[Settings, str]:
         return settings, "configured"
     path = settings.data_dir / SECRET_FILE
     source = "file"
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a data dir this user may not enter
+        raise ConfigError(f"cannot read {path}: {exc.strerror} (EVENTSAPI_DATA_DIR)") from None
+    if not exists:
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             pass  # another process won the race; read its secret
         except OSError as exc:
-            raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
+            raise ConfigError(f"cannot create {path}: {exc.strerror} (EVENTSAPI_DATA_DIR)") from None
         else:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_urlsafe(48))
