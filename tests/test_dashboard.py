@@ -306,3 +306,61 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         service.close()
+
+
+def test_live_feed_reconnects_after_a_restart_and_misses_nothing(browser: Any, tmp_path: Path) -> None:
+    """The service stops (SIGTERM) and starts again on the same port while the page follows
+    live: the page says it is reconnecting, comes back with Last-Event-ID, and the event
+    ingested before it reconnected appears once; so do the ones before and after."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
+    service.start()
+    try:
+        token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
+        now = int(time.time() * 1000)
+        first = [{"event_name": "deploy", "app_name": "api", "at": now - 60_000, "id": "old"}]
+        assert service.call("POST", "/api/bucket/prod/data/events/ingest", first, token)[0] == 200
+        wait = WebDriverWait(browser, 30)
+
+        def by(testid: str) -> Any:
+            return browser.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+        def state() -> str:
+            return str(browser.execute_script("return document.getElementById('live-state').dataset.state"))
+
+        def rows() -> list[str]:
+            return browser.execute_script(  # type: ignore[no-any-return]
+                "return [...document.querySelectorAll('tr[data-event-id]')].map((r) => r.dataset.eventId)"
+            )
+
+        browser.get(service.url + "/#bucket=prod&event=deploy&interval=minute&days=1&live=1")
+        by("token-input").send_keys(token)
+        by("token-submit").click()
+        wait.until(lambda d: state() == "connected" and rows() == ["old"])
+
+        def ingest(event_id: str) -> None:
+            event = [{"event_name": "deploy", "app_name": "api", "id": event_id}]
+            assert service.call("POST", "/api/bucket/prod/data/events/ingest", event, token)[0] == 200
+
+        ingest("before-stop")
+        wait.until(lambda d: rows()[:1] == ["before-stop"])
+        port = service.port
+        assert service.stop() == 0
+        wait.until(lambda d: state() == "reconnecting")
+        service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
+        service.port = port
+        service.start()
+        ingest("while-away")  # before the page is back: it must come through Last-Event-ID
+        wait.until(lambda d: state() == "connected")
+        ingest("after")
+        wait.until(lambda d: rows()[:1] == ["after"])
+        assert rows() == ["after", "while-away", "before-stop", "old"]
+        counted = browser.execute_script(
+            "return [...document.querySelectorAll('#histogram rect[data-count]')]"
+            ".reduce((n, b) => n + Number(b.dataset.count), 0)"
+        )
+        assert counted == 4
+    finally:
+        service.close()
