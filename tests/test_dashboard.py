@@ -161,7 +161,12 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0"})
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{
+        "name": "deploy-storm", "bucket": "prod", "event_name": "deploy", "threshold": 1000, "window": "1h",
+        "webhook": "http://127.0.0.1:9/never-called",
+    }]}))  # fmt: skip
+    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_RULES": str(rules)})
     service.start()
     try:
         token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
@@ -218,6 +223,8 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         title = by("chart-title").text
         assert "deploy" in title and "3,000 events" in title and "Asia/Kolkata" in title and "per hour" in title
         assert by("row-count").text == "20 newest of 3,000 in the last 7 days"
+        alert = by("alert-item").text  # the bucket's alert rule and its state
+        assert alert.startswith("deploy-storm: ok") and "of 1,000 in 1h" in alert, alert
 
         # Broken down by app: one legend item per series, stacked bars that sum to the same.
         Select(by("group-select")).select_by_value("app_name")

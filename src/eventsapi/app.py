@@ -12,11 +12,15 @@ import aiohttp_cors
 from aiohttp import web
 
 from eventsapi.admission import Admission
+from eventsapi.alert_rules import RuleFile
+from eventsapi.alerts import AlertEngine, Counters
 from eventsapi.auth import Authenticator
 from eventsapi.cardinality import CardinalityGuard
 from eventsapi.config import Settings
 from eventsapi.handlers import (
     ADMISSION,
+    ALERT_RULES,
+    ALERTS,
     AUTH,
     DOCUMENT,
     GUARD,
@@ -56,6 +60,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app[RATE] = RateLimiter(settings.rate_limits)
     app[RETENTION] = Retention()
+    app[ALERT_RULES] = RuleFile(settings.alert_rules)
     app.on_response_prepare.append(response_headers)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -73,11 +78,17 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             s, settings.max_names_per_bucket, settings.max_apps_per_bucket, settings.max_servers_per_bucket
         )
         app[INGEST] = Ingest(s, app[GUARD], app[RETENTION], settings, app[METRICS])
-        renewal = asyncio.create_task(keyring.renew_forever())
+        m = app[METRICS]
+        counters = Counters(m.alerts_fired, m.alerts_delivered, m.alerts_failed, m.alerts_retrying)
+        app[ALERTS] = AlertEngine(s, app[HUB], app[ALERT_RULES], settings.alert_secret, counters)
+        background = [asyncio.create_task(keyring.renew_forever())]
+        if settings.alert_rules is not None:
+            background.append(asyncio.create_task(app[ALERTS].run()))
         yield
-        renewal.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewal
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await keyring.close()
         await s.close()
 

@@ -1,4 +1,4 @@
-"""The `eventsapi` command: serve, settings, token, keys, export, import, migrate, bench."""
+"""The `eventsapi` command: serve, settings, token, keys, alerts, export, import, migrate, bench."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventsapi.config import SETTINGS, ConfigError, Setting, ensure_secret, load_settings, settings_table
@@ -222,6 +223,35 @@ def _keys_table(records: Sequence[KeyRecord]) -> str:
     return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows)
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    """`eventsapi alerts test RULE`: one notification, marked as a test, to the rule's webhook."""
+    import asyncio
+
+    from eventsapi.alert_rules import RuleFile
+    from eventsapi.alerts import send_test
+
+    settings = load_settings(alert_rules=args.rules) if args.rules else load_settings()
+    rules = RuleFile(settings.alert_rules)
+    if settings.alert_rules is None:
+        raise ConfigError("EVENTSAPI_ALERT_RULES / --rules: no rules file given")
+    rules.poll()
+    if rules.error:
+        raise ConfigError(f"EVENTSAPI_ALERT_RULES: {rules.error}")
+    rule = next((r for r in rules.rules if r.name == args.rule), None)
+    if rule is None:
+        known = ", ".join(r.name for r in rules.rules) or "none"
+        print(
+            f"eventsapi alerts test: no rule {args.rule!r} in {settings.alert_rules} (rules: {known})", file=sys.stderr
+        )
+        return 2
+    status, delivery = asyncio.run(send_test(rule, settings.alert_secret))
+    if status is None:
+        print(f"{rule.webhook} did not answer (delivery {delivery})", file=sys.stderr)
+        return 1
+    print(f"{rule.webhook} answered HTTP {status} (delivery {delivery})", file=sys.stderr)
+    return 0 if 200 <= status < 300 else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     from eventsapi.bench import run_bench
 
@@ -287,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (create, keys_sub.choices["list"], revoke):
         p.add_argument("--store", default=None, help=store_help)
     keys.set_defaults(func=_keys)
+
+    alerts = sub.add_parser("alerts", help="alert rules: send a test notification")
+    alerts_sub = alerts.add_subparsers(dest="action", required=True)
+    test = alerts_sub.add_parser(
+        "test", help="send a test notification to a rule's webhook (signed as the service signs)"
+    )
+    test.add_argument("rule", help="the rule's name")
+    test.add_argument("--rules", type=Path, default=None, help="the rules file (default: EVENTSAPI_ALERT_RULES)")
+    alerts.set_defaults(func=_alerts)
 
     from eventsapi.transfer_cli import add_commands
 

@@ -65,6 +65,8 @@ class Settings:
     influx_password: str | None = field(default=None, repr=False)
     access_log: bool = True
     shutdown_timeout: float = 30.0
+    alert_rules: Path | None = None
+    alert_secret: str | None = None
 
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -287,6 +289,19 @@ SETTINGS: tuple[Setting, ...] = (
         "EVENTSAPI_SHUTDOWN_TIMEOUT",
         parsers.seconds,
         "seconds SIGTERM waits for in-flight requests",
+    ),
+    Setting(
+        "alert_rules",
+        "EVENTSAPI_ALERT_RULES",
+        parsers.path,
+        "a JSON file of alert rules (docs/api.md §5.13), read again when it changes",
+    ),
+    Setting(
+        "alert_secret",
+        "EVENTSAPI_ALERT_SECRET",
+        parsers.text,
+        "signs webhook bodies: `X-Eventsapi-Signature: sha256=<HMAC>` (never logged)",
+        secret=True,
     ),
 )
 

@@ -21,6 +21,9 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from eventsapi import errors, realtime, wire
 from eventsapi.admission import Admission
+from eventsapi.alert_rules import RuleFile
+from eventsapi.alerts import BUCKET as ALERTS_BUCKET
+from eventsapi.alerts import AlertEngine
 from eventsapi.auth import Authenticator, Principal
 from eventsapi.breakdown import breakdown, encode_chunks
 from eventsapi.cardinality import CardinalityGuard
@@ -33,18 +36,16 @@ from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores.base import Store
 from eventsapi.tail import Batch, Dropped, Subscription, TailHub
-from eventsapi.transfer import export_lines
 from eventsapi.validation import (
     BUCKET_RE,
     check_bucket,
     decode_body,
     loads,
     parse_delete,
-    parse_export,
     parse_retrieve,
     parse_stats,
 )
-from eventsapi.values import ExportPosition, TailQuery
+from eventsapi.values import TailQuery
 
 log = logging.getLogger("eventsapi")
 T = TypeVar("T")
@@ -62,6 +63,8 @@ HUB = web.AppKey("hub", TailHub)
 RETENTION = web.AppKey("retention", Retention)
 INGEST = web.AppKey("ingest", Ingest)
 DOCUMENT = web.AppKey("document", dict)  # the OpenAPI document, built once per app
+ALERT_RULES = web.AppKey("alert_rules", RuleFile)
+ALERTS = web.AppKey("alerts", AlertEngine)
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
 ROW_COST = 100
@@ -117,11 +120,14 @@ async def call_store(request: web.Request, coro: Awaitable[T]) -> T:
 _CLASS_OF_SCOPE = {"events:read": "read", "events:write": "write", "events:delete": "delete"}
 
 
-async def _authorize(request: web.Request, scope: str) -> str:
+async def authorize(request: web.Request, scope: str) -> str:
     bucket = request.match_info["id"]
     principal: Principal = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
     check_bucket(bucket)
     principal.require(bucket, scope)
+    if bucket == ALERTS_BUCKET and scope != "events:read":
+        # The alerts' own records (alerts.py): forging or deleting them would fire or silence alerts.
+        raise Problem(403, f"bucket {ALERTS_BUCKET} holds the service's alert records: read-only")
     _take_rate(request, principal, bucket, scope)
     request[PRINCIPAL] = principal
     return bucket
@@ -171,14 +177,14 @@ def json_answer(value: object, headers: dict[str, str] | None = None) -> web.Res
 
 
 async def ingest(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:write")
+    bucket = await authorize(request, "events:write")
     body = await _read_body(request)
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
     return json_answer(await request.app[INGEST](bucket, body, ndjson))
 
 
 async def retrieve(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:read")
+    bucket = await authorize(request, "events:read")
     query = parse_retrieve(bucket, await _json_body(request))
     async with request.app[ADMISSION].take(query.limit * ROW_COST):
         rows = await call_store(request, request.app[STORE].retrieve(query))
@@ -191,7 +197,7 @@ async def retrieve(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.StreamResponse:
-    bucket = await _authorize(request, "events:read")
+    bucket = await authorize(request, "events:read")
     spec = parse_stats(bucket, await _json_body(request))
     async with request.app[ADMISSION].take(spec.cost()):
         query = spec.query()
@@ -201,46 +207,6 @@ async def stats(request: web.Request) -> web.StreamResponse:
         counted = await call_store(request, request.app[STORE].stats_groups(query, spec.group_tag))
         series = breakdown(query, counted, spec.top)
         return await _send(request, encode_chunks(query, spec.group_by, series))
-
-
-EXPORT_PAGE = 1_000  # events per store read of an export (its admission cost: a retrieve page's)
-
-
-async def export(request: web.Request) -> web.StreamResponse:
-    """Every matching event as NDJSON, oldest first, page by page (transfer.py): constant
-    memory whatever the size. A store failure after the first line cuts the connection (no
-    clean end), so a client never mistakes a partial export for a whole one; it resumes with
-    `after` = the last line's position."""
-    bucket = await _authorize(request, "events:read")
-    query, after = parse_export(bucket, dict(request.query))
-    store = request.app[STORE]
-    if after is not None and not store.export_position_valid(after):
-        raise ValidationProblem([{"field": "after", "message": "not a position this service issued"}])
-
-    async def page(after: ExportPosition | None) -> tuple[bytes, ExportPosition | None]:
-        async with request.app[ADMISSION].take(EXPORT_PAGE * ROW_COST):
-            rows, next_after = await call_store(request, store.export(query, after, EXPORT_PAGE))
-            return export_lines(rows), next_after
-
-    lines, after = await page(after)  # a failure here is still a problem+json answer
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        resp.enable_compression(web.ContentCoding.gzip)
-    await resp.prepare(request)
-    try:
-        while True:
-            await resp.write(lines)
-            if after is None:
-                break
-            lines, after = await page(after)
-        await resp.write_eof()
-    except ConnectionResetError:
-        pass  # the client left
-    except (StoreError, TimeoutError):
-        log.warning("export of bucket %s cut: the store failed", bucket)
-        if request.transport is not None:
-            request.transport.abort()
-    return resp
 
 
 async def _json_array(request: web.Request, items: Sequence[object]) -> web.StreamResponse:
@@ -272,14 +238,22 @@ async def _send(request: web.Request, chunks: Iterable[bytes]) -> web.StreamResp
     return resp
 
 
+async def alerts(request: web.Request) -> web.Response:
+    """The bucket's alert rules and their state, as this process evaluates them (every process
+    evaluates every rule: any answers alike)."""
+    bucket = await authorize(request, "events:read")
+    engine = request.app.get(ALERTS)
+    return json_answer(engine.describe(bucket) if engine is not None else [])
+
+
 async def keys_by_app(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:read")
+    bucket = await authorize(request, "events:read")
     keys = await call_store(request, request.app[STORE].keys_by_app(bucket))
     return json_answer([wire.AppEvents(app, names) for app, names in keys])
 
 
 async def delete_all(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:delete")
+    bucket = await authorize(request, "events:delete")
     await call_store(request, request.app[STORE].delete_all(bucket))
     request.app[GUARD].forget(bucket)
     return json_answer(wire.Deleted(bucket, True))
@@ -314,12 +288,12 @@ async def list_buckets(request: web.Request) -> web.Response:
 
 
 async def get_bucket(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:read")
+    bucket = await authorize(request, "events:read")
     return json_answer(_bucket(bucket, _public_base(request)))
 
 
 async def delete(request: web.Request) -> web.Response:
-    bucket = await _authorize(request, "events:delete")
+    bucket = await authorize(request, "events:delete")
     scope = parse_delete(bucket, await _json_body(request, if_empty={}))  # no body: the whole bucket
     count = await call_store(request, request.app[STORE].delete(scope))
     request.app[GUARD].forget(bucket)
@@ -329,7 +303,7 @@ async def delete(request: web.Request) -> web.Response:
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: each newly ingested event as one message, `id:` its position; a
     reconnect with Last-Event-ID resumes right after it (tail.py)."""
-    bucket = await _authorize(request, "events:read")
+    bucket = await authorize(request, "events:read")
     params = decode_body(dict(request.query), wire.TailParams)
     query = TailQuery(bucket, params.event_name, params.app_name, params.server_name)
     after = request.headers.get("Last-Event-ID") or None

@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 
 
@@ -45,6 +45,16 @@ class Metrics:
             "Requests refused by EVENTSAPI_RATE_LIMITS",
             ["class"],
             registry=reg,
+        )
+        self.alerts_fired = Counter("eventsapi_alerts_fired_total", "Alert firings this process recorded", registry=reg)
+        self.alerts_delivered = Counter(
+            "eventsapi_alerts_delivered_total", "Alert notifications a webhook accepted (2xx)", registry=reg
+        )
+        self.alerts_failed = Counter(
+            "eventsapi_alerts_failed_total", "Webhook attempts that failed (non-2xx or no answer)", registry=reg
+        )
+        self.alerts_retrying = Gauge(
+            "eventsapi_alerts_retrying", "Firings not yet delivered", registry=reg, multiprocess_mode="max"
         )
         self.store_errors = Counter(
             "eventsapi_store_errors_total",

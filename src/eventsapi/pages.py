@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventsapi.errors import RETRY_AFTER, StoreUnavailable
-from eventsapi.handlers import DOCUMENT, METRICS, RETENTION, SETTINGS, STORE, call_store, json_answer
+from eventsapi.handlers import ALERT_RULES, DOCUMENT, METRICS, RETENTION, SETTINGS, STORE, call_store, json_answer
 from eventsapi.problems import problem_response
 
 DASHBOARD = Path(__file__).parent / "dashboard"
@@ -48,7 +48,11 @@ async def readyz(request: web.Request) -> web.Response:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
     retention = request.app[RETENTION]
     await retention.read(request.app[STORE], request.app[SETTINGS])
-    return json_answer({"status": "ready", "retention_days": retention.days if retention.known else "unknown"})
+    rules = request.app[ALERT_RULES]
+    alerts = {"rules": len(rules.rules), "error": rules.error} if rules.path is not None else None
+    return json_answer(
+        {"status": "ready", "retention_days": retention.days if retention.known else "unknown", "alerts": alerts}
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

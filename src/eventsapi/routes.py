@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from eventsapi import handlers as h
-from eventsapi import pages, wire
+from eventsapi import pages, transfer, wire
 from eventsapi.limits import BUCKET_PATTERN
 from eventsapi.values import StoredEvent
 
@@ -147,6 +147,12 @@ ROUTES: tuple[Route, ...] = (
           responses={"200": ok("[window start epoch ms, count] ascending; with group_by, a Breakdown",
                                 {"oneOf": [_HISTOGRAM, ref(wire.Breakdown)]}),
                      **AUTH_ERRORS, **BODY_ERRORS}),
+    Route("GET", f"{API}/alerts", h.alerts, "The bucket's alert rules and their state", scope="events:read",
+          api=True,
+          description="Rules come from EVENTSAPI_ALERT_RULES (docs/api.md §5.13). `state`: ok, firing or cooling down; "
+                      "`last_delivery`: pending, retrying, delivered (with attempts and the webhook's status).",
+          responses={"200": ok("Rules of the bucket", {"type": "array", "items": ref(wire.AlertState)}),
+                     **AUTH_ERRORS}),
     Route("GET", f"{API}/eventsKeysByApp", h.keys_by_app, "Event names per app", scope="events:read", api=True,
           responses={"200": ok("Apps sorted, names sorted", {"type": "array", "items": ref(wire.AppEvents)}),
                      **AUTH_ERRORS}),
@@ -171,7 +177,7 @@ ROUTES: tuple[Route, ...] = (
           responses={"200": {"description": "An endless event stream",
                              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                      **AUTH_ERRORS}),
-    Route("GET", f"{API}/events/export", h.export, "Every matching event as NDJSON, oldest first",
+    Route("GET", f"{API}/events/export", transfer.export, "Every matching event as NDJSON, oldest first",
           scope="events:read", api=True,
           description=(
               "One line per event in the ingest's shape plus its `position`; POSTing the lines to ingest stores "

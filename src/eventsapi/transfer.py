@@ -18,11 +18,16 @@ from pathlib import Path
 from typing import IO
 
 import msgspec
+from aiohttp import web
 
 from eventsapi import wire
 from eventsapi.cursor import encode_cursor
+from eventsapi.errors import StoreError
+from eventsapi.handlers import ADMISSION, ROW_COST, STORE, authorize, call_store, log
 from eventsapi.ingest_rules import parse_ingest
+from eventsapi.problems import ValidationProblem
 from eventsapi.stores.base import Store
+from eventsapi.validation import parse_export
 from eventsapi.values import ExportPosition, ExportQuery, NewEvent, StoredEvent
 
 PAGE = 5_000  # events per store read and per write
@@ -247,3 +252,46 @@ def _align(rows: list[str]) -> str:
     cells = [r.split("\t") for r in rows]
     widths = [max(len(c[i]) for c in cells if i < len(c)) for i in range(max(map(len, cells)))]
     return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in cells) + "\n"
+
+
+# -- the HTTP route -------------------------------------------------------------------------
+
+
+EXPORT_PAGE = 1_000  # events per store read of an export (its admission cost: a retrieve page's)
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """Every matching event as NDJSON, oldest first, page by page (transfer.py): constant
+    memory whatever the size. A store failure after the first line cuts the connection (no
+    clean end), so a client never mistakes a partial export for a whole one; it resumes with
+    `after` = the last line's position."""
+    bucket = await authorize(request, "events:read")
+    query, after = parse_export(bucket, dict(request.query))
+    store = request.app[STORE]
+    if after is not None and not store.export_position_valid(after):
+        raise ValidationProblem([{"field": "after", "message": "not a position this service issued"}])
+
+    async def page(after: ExportPosition | None) -> tuple[bytes, ExportPosition | None]:
+        async with request.app[ADMISSION].take(EXPORT_PAGE * ROW_COST):
+            rows, next_after = await call_store(request, store.export(query, after, EXPORT_PAGE))
+            return export_lines(rows), next_after
+
+    lines, after = await page(after)  # a failure here is still a problem+json answer
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        resp.enable_compression(web.ContentCoding.gzip)
+    await resp.prepare(request)
+    try:
+        while True:
+            await resp.write(lines)
+            if after is None:
+                break
+            lines, after = await page(after)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client left
+    except (StoreError, TimeoutError):
+        log.warning("export of bucket %s cut: the store failed", bucket)
+        if request.transport is not None:
+            request.transport.abort()
+    return resp

@@ -201,6 +201,22 @@ class PM2Event(msgspec.Struct, frozen=True):
     data: Payload | UnsetType = UNSET
 
 
+class AlertState(msgspec.Struct, frozen=True):
+    """One alert rule of a bucket, as GET .../alerts answers it."""
+
+    name: str
+    event_name: str
+    app_name: str | None
+    server_name: str | None
+    threshold: int
+    window: str
+    cooldown: str
+    state: Literal["ok", "firing", "cooling down"]
+    count: Annotated[int, Meta(ge=0, description="matching events in the last window")]
+    last_fired: Annotated[int | None, Meta(description="epoch ms of the last firing's window end")]
+    last_delivery: dict[str, Any] | None
+
+
 class Rejection(msgspec.Struct, frozen=True):
     index: int
     error: str

@@ -104,7 +104,7 @@ async function loadKeys (view = {}) {
   const app = view.app === undefined ? $('app').value : view.app
   $('app').replaceChildren(new Option('all apps', ''), ...keys.map((k) => new Option(k.app_name, k.app_name)))
   setSelect($('app'), app)
-  await refresh()
+  await Promise.all([refresh(), loadAlerts()])
 }
 
 // One refresh at a time: a newer one aborts the one in flight, whose answers are then dropped.
@@ -221,6 +221,24 @@ async function select (start, end) {
   writeFragment()
   draw()
   await guarded(() => loadRows())
+}
+
+// -- alerts (docs/api.md §5.13): the bucket's rules and their state ------------------------------
+
+async function loadAlerts () {
+  const rules = await (await api(`${base()}/alerts`)).json()
+  $('alerts-section').hidden = rules.length === 0
+  $('alerts').replaceChildren(...rules.map((r) => {
+    const li = document.createElement('li')
+    li.dataset.testid = 'alert-item'
+    li.dataset.state = r.state
+    const what = [r.event_name, r.app_name && `from ${r.app_name}`, r.server_name && `on ${r.server_name}`].filter(Boolean).join(' ')
+    const parts = [`${r.name}: ${r.state}`, `${what}, ${number.format(r.count)} of ${number.format(r.threshold)} in ${r.window}`]
+    if (r.last_fired) parts.push(`last fired ${timeLabel(r.last_fired, tz())}`)
+    if (r.last_delivery) parts.push(`${r.last_delivery.status} (${r.last_delivery.attempts} attempt${r.last_delivery.attempts === 1 ? '' : 's'})`)
+    li.textContent = parts.join(' · ')
+    return li
+  }))
 }
 
 // -- the table ----------------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""Alerts as an operator runs them: a rules file, `eventsapi serve --workers 2` on SQLite and
+on a real InfluxDB 1.x, and a webhook receiver that records what it is sent (and fails when
+told to). A rule that reaches its threshold notifies once — not once per worker, not again
+after a restart — signed, with the same delivery id on every retry until the receiver
+accepts; a bad rules file keeps the last good rules and says why."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventsapi.alert_rules import RESERVED_BUCKET, duration_ms, parse_rules
+from eventsapi.alerts import retry_due, sign
+from support.service import Service
+
+SECRET = "alert-secret-for-the-tests"
+
+
+class Receiver:
+    """A webhook endpoint: records each POST (headers, body); answers 500 to the first `fail`."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.fail = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.posts.append(({k: v for k, v in self.headers.items()}, body))
+                status = 500 if len(receiver.posts) <= receiver.fail else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n: int, seconds: float = 20) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + seconds
+        while len(self.posts) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(self.posts) >= n, f"{len(self.posts)} notifications, expected {n}"
+        return self.posts
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def rules_file(path: Path, url: str, **overrides: Any) -> Path:
+    rule = {"name": "crash-loop", "bucket": "b1", "event_name": "process:exit", "app_name": "api",
+            "server_name": None, "threshold": 3, "window": "5m", "cooldown": "1h", "webhook": url}  # fmt: skip
+    path.write_text(json.dumps({"rules": [{**rule, **overrides}]}))
+    return path
+
+
+def exits(n: int, app: str = "api") -> list[dict[str, Any]]:
+    return [{"event_name": "process:exit", "app_name": app, "server_name": "web-1", "data": {"code": 1},
+             "id": uuid.uuid4().hex} for _ in range(n)]  # fmt: skip
+
+
+def test_rules_file_checks_name_the_rule_and_field() -> None:
+    ok = parse_rules(json.dumps({"rules": [{"name": "a", "bucket": "b", "event_name": "e", "threshold": 1,
+                                            "window": "30s", "webhook": "https://hooks.example/x"}]}))  # fmt: skip
+    assert ok[0].window_ms == 30_000 and ok[0].cooldown_ms == 30_000 and ok[0].app_name is None
+    assert duration_ms("5m") == 300_000 and duration_ms("2d") == 172_800_000
+    base = {"name": "r", "bucket": "b", "event_name": "e", "threshold": 2, "window": "1m", "webhook": "http://h/"}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"window": "5 minutes"}, "rule 1 (r): must be a duration"),
+        ({"threshold": 0}, "threshold"),
+        ({"threshold": "3"}, "threshold"),
+        ({"webhook": "ftp://x"}, "webhook"),
+        ({"bucket": "no spaces"}, "bucket"),
+        ({"bucket": RESERVED_BUCKET}, "bucket"),
+        ({"name": "a b"}, "name"),
+        ({"app_name": "\x00"}, "app_name"),
+        ({"colour": "red"}, "unknown field"),
+    ]
+    for change, words in cases:
+        with pytest.raises(ValueError) as err:
+            parse_rules(json.dumps({"rules": [{**base, **change}]}))
+        assert words in str(err.value), (change, str(err.value))
+    with pytest.raises(ValueError, match="unique: r"):
+        parse_rules(json.dumps({"rules": [base, base]}))
+    with pytest.raises(ValueError, match="not valid JSON"):
+        parse_rules("{")
+    assert [retry_due(0, k) for k in range(4)] == [0, 2_000, 6_000, 14_000]
+
+
+def signature_ok(headers: dict[str, str], body: bytes) -> bool:
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(headers.get("X-Eventsapi-Signature", ""), expected) and sign(SECRET, body) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "influxql"])
+def test_a_rule_notifies_once_across_workers_and_restarts(
+    store: str, receiver: Receiver, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_SECRET": SECRET,
+           "EVENTSAPI_ALERT_RULES": str(rules_file(tmp_path / "rules.json", receiver.url))}  # fmt: skip
+    if store == "influxql":
+        influxd = request.getfixturevalue("influxd")
+        db = "a_" + uuid.uuid4().hex[:10]
+        influxd.query(f'CREATE DATABASE "{db}"')
+        env["EVENTSAPI_STORE"] = f"influxql://127.0.0.1:{influxd.port}/{db}"
+    service = Service(tmp_path, env, "--workers", "2")
+    service.start()
+    try:
+        token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
+        time.sleep(3)  # both workers have loaded the rules
+        ingest = "/api/bucket/b1/data/events/ingest"
+        assert service.call("POST", ingest, exits(2) + exits(5, app="worker"), token)[0] == 200
+        time.sleep(4)
+        assert receiver.posts == []  # 2 of 3 (the worker's exits do not match)
+        assert service.call("POST", ingest, exits(1), token)[0] == 200
+        headers, body = receiver.wait(1)[0]
+        time.sleep(5)  # long enough for a second worker's copy to arrive, were there one
+        assert len(receiver.posts) == 1
+        note = json.loads(body)
+        assert (note["rule"], note["bucket"], note["count"], note["threshold"]) == ("crash-loop", "b1", 3, 3)
+        assert note["window_end"] - note["window_start"] == 300_000 and len(note["events"]) == 3
+        assert note["text"].startswith("eventsapi: crash-loop: 3 x process:exit from api")
+        assert headers["X-Eventsapi-Delivery"].startswith("crash-loop@") and signature_ok(headers, body)
+
+        status, rules, _ = service.call("GET", "/api/bucket/b1/data/alerts", None, token)
+        assert status == 200 and rules[0]["state"] == "cooling down" and rules[0]["count"] == 3
+        assert rules[0]["last_delivery"]["status"] == "delivered"
+        # In cooldown: more exits notify nobody; nor does a restart of the whole service.
+        assert service.call("POST", ingest, exits(4), token)[0] == 200
+        port = service.port
+        assert service.stop() == 0
+        service = Service(tmp_path, env, "--workers", "2")
+        service.port = port
+        service.start()
+        time.sleep(6)
+        assert len(receiver.posts) == 1
+        # The service's alert records are read-only to tokens.
+        forged = [{"event_name": "delivered", "app_name": "crash-loop"}]
+        assert service.call("POST", f"/api/bucket/{RESERVED_BUCKET}/data/events/ingest", forged, token)[0] == 403
+    finally:
+        service.close()
+
+
+@pytest.mark.slow
+def test_failed_deliveries_are_retried_with_the_same_body_and_id(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.fail = 2
+    path = rules_file(tmp_path / "rules.json", receiver.url, threshold=1, window="1m")
+    env = {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_SECRET": SECRET, "EVENTSAPI_ALERT_RULES": str(path)}
+    with Service(tmp_path, env, "--workers", "2") as service:
+        token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
+        time.sleep(3)
+        assert service.call("POST", "/api/bucket/b1/data/events/ingest", exits(1), token)[0] == 200
+        posts = receiver.wait(3, seconds=40)
+        time.sleep(4)
+        assert len(receiver.posts) == 3  # two refused, the third accepted, none after
+        assert len({h["X-Eventsapi-Delivery"] for h, _ in posts}) == 1 and len({b for _, b in posts}) == 1
+        assert all(signature_ok(h, b) for h, b in posts)
+        metrics = service.call("GET", "/metrics")[1].decode()
+        assert "eventsapi_alerts_failed_total 2.0" in metrics and "eventsapi_alerts_delivered_total 1.0" in metrics
+
+        # A broken rules file: the rule stays in force, and /readyz says why.
+        path.write_text('{"rules": [{"name": "oops"')
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            ready = service.call("GET", "/readyz")[1]
+            if ready["alerts"]["error"]:
+                break
+            time.sleep(0.5)
+        assert "not valid JSON" in ready["alerts"]["error"] and ready["alerts"]["rules"] == 1
+        assert service.call("GET", "/api/bucket/b1/data/alerts", None, token)[1][0]["name"] == "crash-loop"
+
+
+def test_alerts_test_command_sends_a_signed_test_notification(receiver: Receiver, tmp_path: Path) -> None:
+    path = rules_file(tmp_path / "rules.json", receiver.url)
+    env = {"PATH": "/usr/bin:/bin", "EVENTSAPI_ALERT_SECRET": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-m", "eventsapi", "alerts", "test", "crash-loop", "--rules", str(path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0 and "answered HTTP 200" in done.stderr, done.stderr
+    headers, body = receiver.posts[0]
+    assert json.loads(body)["test"] is True and signature_ok(headers, body)
+    missing = subprocess.run(
+        [sys.executable, "-m", "eventsapi", "alerts", "test", "nope", "--rules", str(path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no rule 'nope'" in missing.stderr and "crash-loop" in missing.stderr
