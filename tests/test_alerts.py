@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -33,17 +34,24 @@ class Receiver:
 
     def __init__(self) -> None:
         self.posts: list[tuple[dict[str, str], bytes]] = []
+        self.answered_ok: list[str] = []  # delivery ids answered 200
         self.fail = 0
+        self.hang_first = 0.0  # seconds the first request waits before it is answered
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append(({k: v for k, v in self.headers.items()}, body))
+                if len(receiver.posts) == 1 and receiver.hang_first:
+                    time.sleep(receiver.hang_first)
+                    return  # never answered: the sender is gone by then
                 status = 500 if len(receiver.posts) <= receiver.fail else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                if status == 200:
+                    receiver.answered_ok.append(self.headers["X-Eventsapi-Delivery"])
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -104,7 +112,27 @@ def test_rules_file_checks_name_the_rule_and_field() -> None:
         parse_rules(json.dumps({"rules": [base, base]}))
     with pytest.raises(ValueError, match="not valid JSON"):
         parse_rules("{")
+    private = {**base, "webhook": "http://127.0.0.1:9/hook"}
+    with pytest.raises(ValueError, match=r"rule 1 \(r\): webhook: 127.0.0.1 is an internal address"):
+        parse_rules(json.dumps({"rules": [private]}))
+    for url in ("http://10.1.2.3/", "http://[::1]/", "http://169.254.169.254/latest"):
+        with pytest.raises(ValueError, match="EVENTSAPI_ALERT_ALLOW_PRIVATE"):
+            parse_rules(json.dumps({"rules": [{**base, "webhook": url}]}))
+    assert parse_rules(json.dumps({"rules": [private]}), allow_private=True)[0].webhook == private["webhook"]
     assert [retry_due(0, k) for k in range(4)] == [0, 2_000, 6_000, 14_000]
+
+
+def service_env(store: str, rules: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A serve's environment: the rules, the signing secret, loopback webhooks allowed (the
+    receiver is one), and the store (a fresh database on the test's influxd for influxql)."""
+    env = {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_SECRET": SECRET, "EVENTSAPI_ALERT_RULES": str(rules),
+           "EVENTSAPI_ALERT_ALLOW_PRIVATE": "1"}  # fmt: skip
+    if store == "influxql":
+        influxd = request.getfixturevalue("influxd")
+        db = "a_" + uuid.uuid4().hex[:10]
+        influxd.query(f'CREATE DATABASE "{db}"')
+        env["EVENTSAPI_STORE"] = f"influxql://127.0.0.1:{influxd.port}/{db}"
+    return env
 
 
 def signature_ok(headers: dict[str, str], body: bytes) -> bool:
@@ -117,13 +145,7 @@ def signature_ok(headers: dict[str, str], body: bytes) -> bool:
 def test_a_rule_notifies_once_across_workers_and_restarts(
     store: str, receiver: Receiver, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    env = {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_SECRET": SECRET,
-           "EVENTSAPI_ALERT_RULES": str(rules_file(tmp_path / "rules.json", receiver.url))}  # fmt: skip
-    if store == "influxql":
-        influxd = request.getfixturevalue("influxd")
-        db = "a_" + uuid.uuid4().hex[:10]
-        influxd.query(f'CREATE DATABASE "{db}"')
-        env["EVENTSAPI_STORE"] = f"influxql://127.0.0.1:{influxd.port}/{db}"
+    env = service_env(store, rules_file(tmp_path / "rules.json", receiver.url), request)
     service = Service(tmp_path, env, "--workers", "2")
     service.start()
     try:
@@ -163,21 +185,24 @@ def test_a_rule_notifies_once_across_workers_and_restarts(
 
 
 @pytest.mark.slow
-def test_failed_deliveries_are_retried_with_the_same_body_and_id(receiver: Receiver, tmp_path: Path) -> None:
-    receiver.fail = 2
+@pytest.mark.parametrize("store", ["sqlite", "influxql"])
+def test_failed_deliveries_are_retried_with_the_same_body_and_id(
+    store: str, receiver: Receiver, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    receiver.fail = 3
     path = rules_file(tmp_path / "rules.json", receiver.url, threshold=1, window="1m")
-    env = {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_SECRET": SECRET, "EVENTSAPI_ALERT_RULES": str(path)}
-    with Service(tmp_path, env, "--workers", "2") as service:
+    with Service(tmp_path, service_env(store, path, request), "--workers", "2") as service:
         token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
         time.sleep(3)
         assert service.call("POST", "/api/bucket/b1/data/events/ingest", exits(1), token)[0] == 200
-        posts = receiver.wait(3, seconds=40)
-        time.sleep(4)
-        assert len(receiver.posts) == 3  # two refused, the third accepted, none after
+        posts = receiver.wait(4, seconds=60)
+        time.sleep(5)
+        assert len(receiver.posts) == 4  # three refused, the fourth accepted, none after
         assert len({h["X-Eventsapi-Delivery"] for h, _ in posts}) == 1 and len({b for _, b in posts}) == 1
         assert all(signature_ok(h, b) for h, b in posts)
         metrics = service.call("GET", "/metrics")[1].decode()
-        assert "eventsapi_alerts_failed_total 2.0" in metrics and "eventsapi_alerts_delivered_total 1.0" in metrics
+        assert "eventsapi_alerts_failed_total 3.0" in metrics and "eventsapi_alerts_delivered_total 1.0" in metrics
+        assert len(receiver.answered_ok) == 1
 
         # A broken rules file: the rule stays in force, and /readyz says why.
         path.write_text('{"rules": [{"name": "oops"')
@@ -193,7 +218,7 @@ def test_failed_deliveries_are_retried_with_the_same_body_and_id(receiver: Recei
 
 def test_alerts_test_command_sends_a_signed_test_notification(receiver: Receiver, tmp_path: Path) -> None:
     path = rules_file(tmp_path / "rules.json", receiver.url)
-    env = {"PATH": "/usr/bin:/bin", "EVENTSAPI_ALERT_SECRET": SECRET}
+    env = {"PATH": "/usr/bin:/bin", "EVENTSAPI_ALERT_SECRET": SECRET, "EVENTSAPI_ALERT_ALLOW_PRIVATE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "eventsapi", "alerts", "test", "crash-loop", "--rules", str(path)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
@@ -206,3 +231,39 @@ def test_alerts_test_command_sends_a_signed_test_notification(receiver: Receiver
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert missing.returncode == 2 and "no rule 'nope'" in missing.stderr and "crash-loop" in missing.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "eventsapi", "alerts", "test", "crash-loop", "--rules", str(path)],
+        cwd=tmp_path, env={**env, "EVENTSAPI_ALERT_ALLOW_PRIVATE": "0"}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "internal address" in refused.stderr and "ALLOW_PRIVATE" in refused.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "influxql"])
+def test_killed_before_the_delivery_completes_delivers_once_after_restart(
+    store: str, receiver: Receiver, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The first attempt reaches the receiver, which does not answer; the service is killed
+    with -9 meanwhile. Started again, it finds the attempt with no outcome and sends the same
+    notification (same id and body) once more, and only once."""
+    receiver.hang_first = 60
+    env = service_env(store, rules_file(tmp_path / "rules.json", receiver.url, threshold=2), request)
+    service = Service(tmp_path, env)
+    service.start()
+    try:
+        token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")
+        time.sleep(3)
+        assert service.call("POST", "/api/bucket/b1/data/events/ingest", exits(2), token)[0] == 200
+        receiver.wait(1)
+        port = service.port
+        service.stop(signal.SIGKILL)
+        service = Service(tmp_path, env)
+        service.port = port
+        service.start()
+        posts = receiver.wait(2, seconds=60)
+        time.sleep(5)
+        assert len(receiver.posts) == 2
+        assert posts[0][0]["X-Eventsapi-Delivery"] == posts[1][0]["X-Eventsapi-Delivery"] and posts[0][1] == posts[1][1]
+        assert receiver.answered_ok == [posts[0][0]["X-Eventsapi-Delivery"]]
+    finally:
+        service.close()

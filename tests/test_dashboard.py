@@ -166,7 +166,10 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         "name": "deploy-storm", "bucket": "prod", "event_name": "deploy", "threshold": 1000, "window": "1h",
         "webhook": "http://127.0.0.1:9/never-called",
     }]}))  # fmt: skip
-    service = Service(tmp_path, {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_RULES": str(rules)})
+    service = Service(
+        tmp_path,
+        {"EVENTSAPI_ACCESS_LOG": "0", "EVENTSAPI_ALERT_RULES": str(rules), "EVENTSAPI_ALERT_ALLOW_PRIVATE": "1"},
+    )
     service.start()
     try:
         token = service.token("--sub", "ops", "--bucket", "*", "--scope", "events:read events:write")

@@ -4,11 +4,14 @@ force while it does not parse). The engine that evaluates them is alerts.py's.""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from eventsapi.validation import BUCKET_RE, valid_name
 from eventsapi.values import StoredEvent
@@ -49,7 +52,23 @@ def duration_ms(text: object) -> int:
     return int(m[1]) * UNIT_MS[m[2]]
 
 
-def parse_rules(text: str) -> tuple[Rule, ...]:
+def private_address(url: str) -> str | None:
+    """The loopback, private, link-local or otherwise internal address a webhook URL's host is
+    or resolves to, if any (a rules file must not make the service call into its own network
+    unless the operator allows it). A name that does not resolve now is not refused here."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return None
+    for text in sorted(addresses):
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+        if not ip.is_global or ip.is_multicast:
+            return text
+    return None
+
+
+def parse_rules(text: str, allow_private: bool = False) -> tuple[Rule, ...]:
     """The rules of a rules file, or ValueError naming the rule and field that is wrong."""
     try:
         doc = json.loads(text)
@@ -61,7 +80,14 @@ def parse_rules(text: str) -> tuple[Rule, ...]:
     for i, raw in enumerate(doc["rules"]):
         where = f"rule {i + 1}" + (f" ({raw.get('name')})" if isinstance(raw, dict) and raw.get("name") else "")
         try:
-            rules.append(_rule(raw))
+            rule = _rule(raw)
+            internal = None if allow_private else private_address(rule.webhook)
+            if internal is not None:
+                raise ValueError(
+                    f"webhook: {urlsplit(rule.webhook).hostname} is an internal address ({internal}); "
+                    "set EVENTSAPI_ALERT_ALLOW_PRIVATE=1 to allow it"
+                )
+            rules.append(rule)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where}: {exc}") from None
     names = [r.name for r in rules]
@@ -107,8 +133,9 @@ class RuleFile:
     """The rules file, read again when it changes. A file that does not parse leaves the last
     good rules in force and says why (`error`, logged, shown by /readyz)."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, allow_private: bool = False) -> None:
         self.path = path
+        self.allow_private = allow_private
         self.rules: tuple[Rule, ...] = ()
         self.error: str | None = None
         self._seen: tuple[float, int] | None = None
@@ -123,7 +150,7 @@ class RuleFile:
             if seen == self._seen:
                 return False
             self._seen = seen
-            rules = parse_rules(self.path.read_text())
+            rules = parse_rules(self.path.read_text(), self.allow_private)
         except (OSError, ValueError) as exc:
             message = f"{self.path}: {exc.strerror if isinstance(exc, OSError) else exc}"
             if message != self.error:

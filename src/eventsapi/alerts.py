@@ -50,7 +50,7 @@ BUCKET = RESERVED_BUCKET  # where firings and delivery attempts are recorded
 # Retries: 2 s, 4 s, ... doubling to 5 min between attempts, for 1 h 15 min in all.
 RETRY_BASE_MS, RETRY_CAP_MS, RETRY_FOR_MS = 2_000, 300_000, 4_500_000
 SCAN_S = 2.0  # how often each process looks for due attempts and cooldowns that ended
-ORPHAN_MS = 30_000  # an attempt with no outcome this long after it was due: its sender is gone
+ORPHAN_MS = 15_000  # an attempt with no outcome this long after it was due (a POST gives up after 10 s)
 
 
 def retry_due(t: int, attempt: int) -> int:

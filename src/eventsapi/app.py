@@ -60,7 +60,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[ADMISSION] = Admission(settings.heavy_budget, settings.heavy_wait)
     app[RATE] = RateLimiter(settings.rate_limits)
     app[RETENTION] = Retention()
-    app[ALERT_RULES] = RuleFile(settings.alert_rules)
+    app[ALERT_RULES] = RuleFile(settings.alert_rules, settings.alert_allow_private)
     app.on_response_prepare.append(response_headers)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

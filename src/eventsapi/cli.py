@@ -231,7 +231,7 @@ def _alerts(args: argparse.Namespace) -> int:
     from eventsapi.alerts import send_test
 
     settings = load_settings(alert_rules=args.rules) if args.rules else load_settings()
-    rules = RuleFile(settings.alert_rules)
+    rules = RuleFile(settings.alert_rules, settings.alert_allow_private)
     if settings.alert_rules is None:
         raise ConfigError("EVENTSAPI_ALERT_RULES / --rules: no rules file given")
     rules.poll()

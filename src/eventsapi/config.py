@@ -67,6 +67,7 @@ class Settings:
     shutdown_timeout: float = 30.0
     alert_rules: Path | None = None
     alert_secret: str | None = None
+    alert_allow_private: bool = False
 
     def resolved_store_url(self) -> str:
         if self.store_url:
@@ -302,6 +303,12 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.text,
         "signs webhook bodies: `X-Eventsapi-Signature: sha256=<HMAC>` (never logged)",
         secret=True,
+    ),
+    Setting(
+        "alert_allow_private",
+        "EVENTSAPI_ALERT_ALLOW_PRIVATE",
+        parsers.flag,
+        "`1` lets webhooks point at loopback or private addresses (refused otherwise)",
     ),
 )
 
