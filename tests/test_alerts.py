@@ -44,7 +44,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.posts.append(({k: v for k, v in self.headers.items()}, body))
                 if len(receiver.posts) == 1 and receiver.hang_first:
-                    time.sleep(receiver.hang_first)
+                    receiver.release.wait(receiver.hang_first)
                     return  # never answered: the sender is gone by then
                 status = 500 if len(receiver.posts) <= receiver.fail else 200
                 self.send_response(status)
@@ -56,7 +56,9 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self.release = threading.Event()  # ends a held request at teardown
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -72,7 +74,9 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
+    r.release.set()
     r.server.shutdown()
+    r.server.server_close()
 
 
 def rules_file(path: Path, url: str, **overrides: Any) -> Path:

@@ -48,11 +48,11 @@ async def readyz(request: web.Request) -> web.Response:
         return problem_response(503, "store unreachable", headers={"Retry-After": RETRY_AFTER})
     retention = request.app[RETENTION]
     await retention.read(request.app[STORE], request.app[SETTINGS])
+    answer: dict[str, object] = {"status": "ready", "retention_days": retention.days if retention.known else "unknown"}
     rules = request.app[ALERT_RULES]
-    alerts = {"rules": len(rules.rules), "error": rules.error} if rules.path is not None else None
-    return json_answer(
-        {"status": "ready", "retention_days": retention.days if retention.known else "unknown", "alerts": alerts}
-    )
+    if rules.path is not None:  # alerts are configured: say how their rules file stands
+        answer["alerts"] = {"rules": len(rules.rules), "error": rules.error}
+    return json_answer(answer)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@
 // the URL fragment (never the token), so a reload or a shared link reopens it. Plain modules,
 // no build step, no third-party code.
 import { barSpan, drawChart, colorOf } from './chart.js'
-import { timeLabel, zoneName } from './time.js'
+import { offset, timeLabel, zoneName } from './time.js'
 
 const $ = (id) => document.getElementById(id)
 const PAGE = 20
@@ -145,7 +145,7 @@ function toModel (answer, body) {
     ? answer.series.map((s) => ({ key: body.group_by, value: s[body.group_by], other: s.other, counts: s.points.map(([, c]) => c) }))
     : [{ key: '', value: null, other: false, counts: pairs.map(([, c]) => c) }]
   // A grouped answer with no series has no windows: the empty state says so.
-  return { starts, end: starts.length ? starts[starts.length - 1] + step : 0, interval: body.interval, tz: body.tz, days: body.days, group: body.group_by || '', series, filters: filters(), loaded: Date.now() }
+  return { starts, end: starts.length ? starts[starts.length - 1] + step : 0, interval: body.interval, tz: body.tz, days: body.days, group: body.group_by || '', series, filters: filters() }
 }
 
 // The windows on screen: all of them, or those of the zoomed range.
@@ -378,8 +378,28 @@ async function read (resp, signal) {
   }
 }
 
+// A live event past the view's last window (time has moved on): the view grows by whole
+// windows, aligned as the service aligns them, so the event is counted without a reload (a
+// reload would restart the feed and could miss what arrives meanwhile).
+function extendTo (at) {
+  if (!model.starts.length || at >= model.end + 7 * 86_400_000) return
+  while (at >= model.end) {
+    model.starts.push(model.end)
+    for (const s of model.series) s.counts.push(0)
+    model.end = nextWindow(model.end, model.interval, model.tz)
+  }
+}
+
+function nextWindow (start, interval, tz) {
+  if (interval === 'minute') return start + 60_000
+  if (interval === 'hour') return start + 3_600_000
+  const guess = start + 86_400_000 // the next local midnight: a day, give or take a clock change
+  return guess + offset(tz, start) - offset(tz, guess)
+}
+
 function arrived (e) {
   if (!model) return
+  if (e.at >= model.end && e.at <= Date.now() + 60_000) extendTo(e.at)
   const i = windowOf(e.at)
   if (i >= 0) {
     let s = model.series[0]
@@ -390,9 +410,6 @@ function arrived (e) {
     }
     if (s) s.counts[i] += 1
     scheduleDraw()
-  } else if (e.at >= model.end && e.at <= Date.now() + 60_000 && Date.now() - model.loaded > 5_000) {
-    refresh() // time has moved past the view's last window: load the new ones
-    return
   }
   if (zoom && (e.at < zoom.start || e.at >= zoom.end)) return
   $('rows').prepend(row(e, true))
