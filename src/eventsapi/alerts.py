@@ -337,14 +337,7 @@ class AlertEngine:
     async def _post(self, url: str, delivery: str, body: bytes) -> int | None:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        headers = {"Content-Type": "application/json", "X-Eventsapi-Delivery": delivery}
-        if self.secret:
-            headers["X-Eventsapi-Signature"] = sign(self.secret, body)
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-            async with self._http.post(url, data=body, headers=headers) as resp:
-                await resp.read()
-                return resp.status
-        return None
+        return await post_webhook(self._http, url, delivery, body, self.secret)
 
     def describe(self, bucket: str) -> list[dict[str, Any]]:
         """The bucket's rules and their state (GET .../alerts)."""
@@ -363,6 +356,20 @@ class AlertEngine:
         return out
 
 
+async def post_webhook(
+    http: aiohttp.ClientSession, url: str, delivery: str, body: bytes, secret: str | None
+) -> int | None:
+    """POST a notification; the webhook's status, or None if it did not answer (10 s)."""
+    headers = {"Content-Type": "application/json", "X-Eventsapi-Delivery": delivery}
+    if secret:
+        headers["X-Eventsapi-Signature"] = sign(secret, body)
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+        async with http.post(url, data=body, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+    return None
+
+
 async def send_test(rule: Rule, secret: str | None) -> tuple[int | None, str]:
     """`eventsapi alerts test RULE`: one notification marked as a test, to the rule's webhook."""
     delivery = f"{rule.name}@test-{uuid.uuid4().hex[:12]}"
@@ -373,10 +380,5 @@ async def send_test(rule: Rule, secret: str | None) -> tuple[int | None, str]:
         "window_end": now, "fired_at": now, "events": [], "test": True,
         "text": f"eventsapi: test notification for rule {rule.name} (bucket {rule.bucket})",
     })  # fmt: skip
-    engine = AlertEngine.__new__(AlertEngine)
-    engine.secret, engine._http = secret, None
-    try:
-        return await engine._post(rule.webhook, delivery, body), delivery
-    finally:
-        if engine._http is not None:
-            await engine._http.close()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        return await post_webhook(http, rule.webhook, delivery, body, secret), delivery
