@@ -24,7 +24,8 @@ import pytest
 
 from eventsapi.config import Settings
 from eventsapi.stores import open_store
-from eventsapi.transfer import as_new, pages
+from eventsapi.stores.base import export_pages
+from eventsapi.transfer import as_new
 from eventsapi.values import ExportQuery, NewEvent
 from support import HOSTILE
 from support.service import Service
@@ -76,7 +77,7 @@ async def contents(url: str, settings: Settings, bucket: str) -> dict[tuple[int,
     await store.open()
     out: dict[tuple[int, str], tuple[str, str, str, Any]] = {}
     try:
-        async for rows, _ in pages(store, ExportQuery(bucket)):
+        async for rows, _ in export_pages(store, ExportQuery(bucket)):
             for e in as_new(rows):
                 assert (e.at, e.id) not in out, "an event exported twice"
                 out[(e.at, e.id)] = (e.name, e.app, e.server, json.loads(e.data))

@@ -41,9 +41,9 @@ import msgspec
 
 from eventsapi.alert_rules import RESERVED_BUCKET, Rule, RuleFile, human
 from eventsapi.errors import StoreError
-from eventsapi.stores.base import Store
+from eventsapi.stores.base import Store, export_pages
 from eventsapi.tail import Dropped, TailHub
-from eventsapi.values import EventQuery, NewEvent, StoredEvent, TailQuery
+from eventsapi.values import EventQuery, ExportQuery, NewEvent, StoredEvent, TailQuery
 
 log = logging.getLogger("eventsapi.alerts")
 BUCKET = RESERVED_BUCKET  # where firings and delivery attempts are recorded
@@ -241,10 +241,7 @@ class AlertEngine:
     async def _claim(self, record: NewEvent) -> bool:
         """Write a record; whether this process's write is the one stored (first write wins)."""
         await self.store.ingest(BUCKET, [record])
-        rows = await self.store.retrieve(
-            EventQuery(BUCKET, record.name, record.app, limit=1000, start=record.at, end=record.at + 1)
-        )
-        stored = next((r for r in rows if r.id == record.id), None)
+        stored = await self._stored(record.name, record.app, record.at, record.id)
         return stored is not None and msgspec.json.decode(stored.data).get("by") == self.me
 
     async def _deliver_due(self, now: int) -> None:
@@ -294,22 +291,21 @@ class AlertEngine:
             self.counters.retrying.set(retrying)
 
     async def _records(self, name: str, start: int) -> list[StoredEvent]:
-        out: list[StoredEvent] = []
-        query = EventQuery(BUCKET, name, limit=1000, start=start)
-        while True:
-            rows = await self.store.retrieve(query)
-            out += rows
-            if len(rows) < query.limit:
-                return out
-            query = EventQuery(BUCKET, name, limit=1000, start=start, after=(rows[-1].at, rows[-1].id))
+        """Every record of one kind from `start` on."""
+        q = ExportQuery(BUCKET, name, start=start)
+        return [e async for rows, _ in export_pages(self.store, q, size=1000) for _, e in rows]
+
+    async def _stored(self, name: str, rule: str, at: int, record_id: str) -> StoredEvent | None:
+        """The stored record with this id (its millisecond read back), if any."""
+        rows = await self.store.retrieve(EventQuery(BUCKET, name, rule, limit=1000, start=at, end=at + 1))
+        return next((r for r in rows if r.id == record_id), None)
 
     async def _attempt(self, state: RuleState, fid: str, t: int, k: int) -> None:
         rule = state.rule
         claim = NewEvent(f"{fid}#{k}", "attempt", rule.name, "", retry_due(t, k), json.dumps({"by": self.me}))
         if not await self._claim(claim):
             return
-        rows = await self.store.retrieve(EventQuery(BUCKET, "fired", rule.name, limit=1000, start=t, end=t + 1))
-        firing = next((r for r in rows if r.id == fid), None)
+        firing = await self._stored("fired", rule.name, t, fid)
         if firing is None:
             return
         body = msgspec.json.encode(msgspec.json.decode(firing.data)["body"])

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -26,7 +26,7 @@ from eventsapi.errors import StoreError
 from eventsapi.handlers import ADMISSION, ROW_COST, STORE, authorize, call_store, log
 from eventsapi.ingest_rules import parse_ingest
 from eventsapi.problems import ValidationProblem
-from eventsapi.stores.base import Store
+from eventsapi.stores.base import Store, export_pages
 from eventsapi.validation import parse_export
 from eventsapi.values import ExportPosition, ExportQuery, NewEvent, StoredEvent
 
@@ -40,17 +40,6 @@ def export_lines(rows: Iterable[tuple[ExportPosition, StoredEvent]]) -> bytes:
         _LINE.encode(wire.ExportLine(e.name, e.app, e.server, e.at, e.id, e.data, encode_cursor(*p))) + b"\n"
         for p, e in rows
     )
-
-
-async def pages(
-    store: Store, q: ExportQuery, after: ExportPosition | None = None, size: int = PAGE
-) -> AsyncIterator[tuple[list[tuple[ExportPosition, StoredEvent]], ExportPosition | None]]:
-    """The export of `q` page by page: (rows, where the next page starts; None after the last)."""
-    while True:
-        rows, after = await store.export(q, after, size)
-        yield rows, after
-        if after is None:
-            return
 
 
 def as_new(rows: Sequence[tuple[ExportPosition, StoredEvent]]) -> list[NewEvent]:
@@ -224,7 +213,7 @@ def _canonical(data: bytes) -> bytes:
 
 async def tally(store: Store, bucket: str, since: int | None) -> Tally:
     t = Tally()
-    async for rows, _ in pages(store, ExportQuery(bucket, start=since)):
+    async for rows, _ in export_pages(store, ExportQuery(bucket, start=since)):
         for _, e in rows:
             t.add(e)
     return t

@@ -112,7 +112,8 @@ def _run(command: str, main: object) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from eventsapi.transfer import export_lines, pages
+    from eventsapi.stores.base import export_pages
+    from eventsapi.transfer import export_lines
 
     store = _store(args.store)
     q = ExportQuery(
@@ -124,7 +125,7 @@ def _export(args: argparse.Namespace) -> int:
         out = sys.stdout.buffer
         n = 0
         async with _opened(store):
-            async for rows, _ in pages(store, q):
+            async for rows, _ in export_pages(store, q):
                 out.write(export_lines(rows))
                 n += len(rows)
         out.flush()

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from eventsapi.errors import MillisecondFull, NotSupported, StoreError, StoreUnavailable
@@ -24,7 +24,15 @@ from eventsapi.values import (
 if TYPE_CHECKING:
     from eventsapi.config import Settings
 
-__all__ = ["MillisecondFull", "NotSupported", "Store", "StoreError", "StoreUnavailable", "group_by_app"]
+__all__ = [
+    "MillisecondFull",
+    "NotSupported",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "export_pages",
+    "group_by_app",
+]
 
 
 def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
@@ -34,6 +42,18 @@ def group_by_app(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]
     for app, name in sorted(set(pairs)):
         out.setdefault(app, []).append(name)
     return list(out.items())
+
+
+async def export_pages(
+    store: Store, q: ExportQuery, after: ExportPosition | None = None, size: int = 5_000
+) -> AsyncIterator[tuple[list[tuple[ExportPosition, StoredEvent]], ExportPosition | None]]:
+    """Every event of `q`, oldest first, a page at a time (Store.export): (rows, where the next
+    page starts; None after the last). Memory stays one page whatever the size."""
+    while True:
+        rows, after = await store.export(q, after, size)
+        yield rows, after
+        if after is None:
+            return
 
 
 class Store(abc.ABC):
