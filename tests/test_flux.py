@@ -47,6 +47,8 @@ def all_texts(value: str, store_bucket: str = "events") -> list[str]:
     texts.append(flux.tag_values_query(store_bucket, "b1", "app"))
     texts.append(flux.tag_values_query(store_bucket, "b1", "event_name", value))
     texts.append(flux.occupied_query(store_bucket, "b1", NOW_NS // 10**6, NOW_NS // 10**6 + 1))
+    texts.append(flux.intents_query(store_bucket, value, NOW_NS))
+    texts.append(flux.occupied_query(store_bucket, value, NOW_NS // 10**6, NOW_NS // 10**6 + 1))
     texts.append(flux.retention_query(store_bucket))
     tail = TailQuery("b1", value, value, value)
     texts.append(flux.tail_query(store_bucket, tail, NOW_NS - 10**9, NOW_NS, NOW_NS - 10**9, NOW_NS))

@@ -175,7 +175,7 @@ def test_a_large_export_streams_in_flat_memory(tmp_path: Path) -> None:
     """200,000 events of ~600 bytes (140 MiB of NDJSON) through a real `serve`: its memory does
     not follow the export's size. The first export fills SQLite's page caches (64 MiB per
     connection, one per reader thread: bounded, whatever the size); a second one then runs in
-    what the process already holds."""
+    what the process already holds, or fills one more reader's cache."""
     n = int(os.environ.get("EVENTSAPI_EXPORT_EVENTS", "200000"))
     now = int(time.time() * 1000)
     pad = "x" * 560
@@ -211,6 +211,8 @@ def test_a_large_export_streams_in_flat_memory(tmp_path: Path) -> None:
     mib = 2**20
     assert lines == n
     assert first_peak - start < 300 * mib, f"the first export grew RSS by {(first_peak - start) / mib:.0f} MiB"
-    assert second_peak - first_peak < 16 * mib, (
+    # At most one more reader connection's page cache (64 MiB) if the second export ran on a
+    # thread the first did not use; never again the export's size.
+    assert second_peak - first_peak < 72 * mib, (
         f"the second export grew RSS by {(second_peak - first_peak) / mib:.0f} MiB"
     )

@@ -25,7 +25,8 @@ from eventsapi.stores.lineprotocol import (
     parse_series_key,
     render_lines,
 )
-from eventsapi.stores.placement import Ledger, OccupiedPoint, first_slot, ms_ranges, place
+from eventsapi.stores.occupancy import chunk_ranges
+from eventsapi.stores.placement import Ledger, OccupiedPoint, Points, first_slot, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
@@ -147,7 +148,7 @@ def test_line_protocol_and_series_key_parse() -> None:
 
 
 def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:
-    return [t for _, t in place(events, occupied)]
+    return [t for _, t in place(events, Points(occupied))]
 
 
 def test_placement_gives_every_event_its_own_point() -> None:
@@ -166,37 +167,50 @@ def test_placement_gives_every_event_its_own_point() -> None:
     assert point_times([other], [(ta, "evt-86")]) == [ta + 1]
 
 
-def test_placement_fast_path_places_as_probing_does() -> None:
+def test_placement_matches_a_plain_probing_oracle() -> None:
     import random
 
-    from eventsapi.stores.placement import _probe
+    def oracle(events: list[NewEvent], occupied: list[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
+        taken = {t for t, _ in occupied}
+        stored = {(t // 1_000_000, i) for t, i in occupied}
+        out = []
+        for e in events:
+            if (e.at, e.id) in stored:
+                continue
+            stored.add((e.at, e.id))
+            s = first_slot(e.id)
+            while e.at * 1_000_000 + s in taken:
+                s = (s + 1) % 1_000_000
+            taken.add(e.at * 1_000_000 + s)
+            out.append((e, e.at * 1_000_000 + s))
+        return out
 
     rnd = random.Random(7)
     for _ in range(300):
         # Few ids, milliseconds and series, so that re-sends, shared first slots and taken
-        # points all occur; some batches have none of them and take the fast path.
+        # points all occur; some batches have none of them.
         n = rnd.randrange(1, 40)
         ids = [f"evt-{rnd.choice([86, 1291, rnd.randrange(10**6)])}" for _ in range(n)]
         events = [NewEvent(i, rnd.choice("nm"), "a", "s", rnd.choice([5, 6, rnd.randrange(10**4)]), "{}") for i in ids]
         stored = [(e.at * 1_000_000 + first_slot(e.id), e.id) for e in events if rnd.random() < 0.1]
         occupied = [(rnd.choice([5_000_000 + first_slot("evt-86"), 7]), "other")] if rnd.random() < 0.2 else []
-        assert place(events, stored + occupied) == _probe(events, stored + occupied)
+        assert place(events, Points(stored + occupied)) == oracle(events, stored + occupied)
 
 
 def test_placement_skips_what_is_stored_first_write_wins() -> None:
     e = NewEvent("x", "n", "a", "s", 5, '{"v":1}')
     stored = [(5_000_017, "x")]  # same at and id (in whatever series)
-    assert place([e], stored) == []
-    assert place([e, msgspec.structs.replace(e, data='{"v":2}')], ()) == [(e, point_times([e])[0])]
+    assert place([e], Points(stored)) == []
+    assert place([e, msgspec.structs.replace(e, data='{"v":2}')], Points(())) == [(e, point_times([e])[0])]
     # Same id at another millisecond: another event.
-    assert len(place([msgspec.structs.replace(e, at=6)], stored)) == 1
+    assert len(place([msgspec.structs.replace(e, at=6)], Points(stored))) == 1
 
 
-def test_ms_ranges_merge_close_milliseconds_and_cap_the_count() -> None:
-    assert ms_ranges([]) == []
-    assert ms_ranges([5, 5, 7, 200_000]) == [(5, 8), (200_000, 200_001)]
-    spread = [i * 1_000_000 for i in range(100)]
-    capped = ms_ranges(spread, max_ranges=10)
+def test_chunk_ranges_merge_close_chunks_and_cap_the_count() -> None:
+    assert chunk_ranges([]) == []
+    assert chunk_ranges([5, 5, 7, 200]) == [(5, 8), (200, 201)]
+    spread = [i * 100 for i in range(100)]
+    capped = chunk_ranges(spread, max_ranges=10)
     assert len(capped) == 10
     assert all(any(lo <= m < hi for lo, hi in capped) for m in spread)
 

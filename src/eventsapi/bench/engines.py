@@ -15,7 +15,7 @@ from eventsapi.bench.measure import Loaded, Progress, Side, run_producers
 from eventsapi.bench.workload import Workload
 from eventsapi.stores import influxql_text
 from eventsapi.stores.lineprotocol import render_batches
-from eventsapi.stores.placement import place
+from eventsapi.stores.placement import Points, place
 from eventsapi.stores.sqlite import connect, migrate, retrieve_sql, stats_groups_sql, stats_sql, write_events
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import window_starts
@@ -29,7 +29,7 @@ async def bench_influxql(
     parts = urlsplit(args.engine)
     base, db = f"http://{parts.netloc}", parts.path.lstrip("/")
     # The engine's own rate: the same points, placed without the service's occupancy read.
-    bodies = [next(iter(render_batches(bucket, place(b, ()), len(b)))) for b in work.batches(args.batch)]
+    bodies = [next(iter(render_batches(bucket, place(b, Points(())), len(b)))) for b in work.batches(args.batch)]
 
     async def send(body: bytes) -> None:
         async with session.post(f"{base}/write", params={"db": db, "precision": "ns"}, data=body) as r:

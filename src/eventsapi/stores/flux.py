@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from eventsapi.stores.lineprotocol import KEYS_MEASUREMENT, MEASUREMENT, encode_tag
+from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import EventQuery, ExportQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
@@ -139,6 +139,17 @@ def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> st
         f"from(bucket: {flux_string(store_bucket)})\n"
         f"  |> range(start: {flux_time(int(lo_ms) * 1_000_000)}, stop: {flux_time(int(hi_ms) * 1_000_000)})\n"
         f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
+        f"{_NS}"
+    )
+
+
+def intents_query(store_bucket: str, bucket: str, after_ns: int) -> str:
+    """The bucket's intents (occupancy.py) recorded after `after_ns`: time (ns) and text."""
+    return (
+        f"from(bucket: {flux_string(store_bucket)})\n"
+        f"  |> range(start: {flux_time(int(after_ns) + 1)})\n"
+        f"  |> filter(fn: (r) => r._measurement == {flux_string(INTENTS_MEASUREMENT)} and "
+        f'r.bucket_id == {flux_string(encode_tag(bucket))} and r._field == "m")\n'
         f"{_NS}"
     )
 

@@ -10,17 +10,19 @@ marked abstract, each one query text (or a few) from its pure builder module.
 from __future__ import annotations
 
 import abc
+import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from urllib.parse import SplitResult, parse_qs
 
 from eventsapi.stores import influxtail
 from eventsapi.stores.base import Store, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import NS_PER_MS, render_batches
+from eventsapi.stores.occupancy import EVERYTHING, Intent, Known, Occupancy, chunk_span, intent_line
 from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
-from eventsapi.values import EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
+from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
 
 
 def url_flag(parts: SplitResult, name: str) -> bool:
@@ -36,15 +38,29 @@ def http_base(parts: SplitResult) -> str:
 class InfluxStore(InfluxKeys, Store):
     """An InfluxDB store, whatever its query language."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_points: int = 4_000_000) -> None:
         self._ledger = Ledger()
+        self.occupancy = Occupancy(memory_points)
 
     # -- the dialect ----------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
-        """The bucket's (time ns, id) points in the milliseconds `ms` (placement.ms_ranges
-        says which ranges to read: what lies between close ones comes along)."""
+    async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
+        """The bucket's (time ns, id) points in the [lo, hi) millisecond ranges."""
+
+    @abc.abstractmethod
+    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
+        """The bucket's intents (occupancy.py) recorded after `after_ns`."""
+
+    @abc.abstractmethod
+    async def _write_lines(self, body: bytes) -> None:
+        """Write line protocol; return once the engine acknowledged it."""
+
+    @abc.abstractmethod
+    async def _delete_all(self, bucket: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _delete(self, scope: DeleteScope) -> int | None: ...
 
     @abc.abstractmethod
     def _rows(self, query: EventQuery) -> Rows:
@@ -72,12 +88,76 @@ class InfluxStore(InfluxKeys, Store):
 
     async def ingest(self, bucket: str, events: Sequence[NewEvent]) -> None:
         ms = {e.at for e in events}
-        # One writer at a time per bucket and millisecond in this process (the ledger); the
-        # occupancy read makes it hold across processes too (placement.py).
+        # One writer at a time per bucket and millisecond in this process (the ledger); what
+        # the bucket holds comes from the occupancy memory, kept true across processes by
+        # intents (occupancy.py).
         async with self._ledger.turn(bucket, ms):
-            placed = place(events, await self._occupied(bucket, ms))
-            for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                await self._write_lines(body)
+            known, generation = await self._known(bucket, ms)
+            placed = place(events, known)
+            if not placed:
+                return
+            lo, hi = chunk_span(e.at for e, _ in placed)
+            try:
+                for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
+                    await self._intend(bucket, lo, hi)
+                    await self._write_lines(body)
+            except BaseException:
+                self.occupancy.forget_ms(bucket, ms)  # landed or not: read it again
+                raise
+            self.occupancy.record(bucket, placed, generation)
+
+    async def _known(self, bucket: str, ms: set[int]) -> tuple[Known, int]:
+        """What the bucket holds in the batch's milliseconds, reading only the minutes this
+        process does not know or may no longer trust."""
+        occ = self.occupancy
+        read_ns = time.time_ns()
+        occ.apply_intents(bucket, await self._intents(bucket, occ.intents_since(bucket, read_ns)), read_ns)
+        while True:
+            generation = occ.generation(bucket)
+            ranges, mine, pending = occ.claim(bucket, ms)
+            if mine:
+                try:
+                    points = await self._occupied(bucket, ranges)
+                except BaseException:
+                    occ.abandon(bucket, mine)
+                    raise
+                occ.fill(bucket, mine, points)
+            for chunk in pending:
+                await chunk.ready.wait()
+            known = occ.known(bucket, ms)
+            if known is not None and generation == occ.generation(bucket):
+                return known, generation
+
+    async def _intend(self, bucket: str, lo_ms: int, hi_ms: int, always: bool = False) -> None:
+        """Record an intent for [lo, hi) unless a recent one of this process covers it."""
+        now = time.time_ns()
+        if not always and self.occupancy.covering(bucket, lo_ms, hi_ms, now):
+            return
+        intent = self.occupancy.own_intent(bucket, lo_ms, hi_ms, now)
+        await self._write_lines(intent_line(bucket, intent))
+        self.occupancy.recorded(bucket, intent)
+
+    @contextlib.asynccontextmanager
+    async def _deleting(self, bucket: str, lo_ms: int, hi_ms: int) -> AsyncIterator[None]:
+        # Other processes forget the range when they read the intent; this one when done, and
+        # its ingests in flight do not record what the delete may have removed.
+        self.occupancy.deleting(bucket)
+        try:
+            await self._intend(bucket, lo_ms, hi_ms, always=True)
+            yield
+        finally:
+            self.occupancy.deleting(bucket)
+            self.occupancy.forget(bucket, lo_ms, hi_ms)
+
+    async def delete_all(self, bucket: str) -> None:
+        async with self._deleting(bucket, *EVERYTHING):
+            await self._delete_all(bucket)
+
+    async def delete(self, scope: DeleteScope) -> int | None:
+        lo = scope.start if scope.start is not None else EVERYTHING[0]
+        hi = scope.end if scope.end is not None else EVERYTHING[1]
+        async with self._deleting(scope.bucket, lo, hi):
+            return await self._delete(scope)
 
     async def retrieve(self, query: EventQuery) -> list[StoredEvent]:
         return await page(query, time.time_ns(), self._rows(query))

@@ -22,8 +22,9 @@ from eventsapi.stores import flux, influxtail
 from eventsapi.stores.base import StoreUnavailable
 from eventsapi.stores.influxbase import InfluxStore, http_base
 from eventsapi.stores.lineprotocol import decode_tag
+from eventsapi.stores.occupancy import Intent, parse_intent
 from eventsapi.stores.paging import FUTURE_NS, Rows
-from eventsapi.stores.placement import OccupiedPoint, ms_ranges
+from eventsapi.stores.placement import OccupiedPoint
 from eventsapi.values import DeleteScope, EventQuery, ExportQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
@@ -35,7 +36,7 @@ class InfluxDB2Store(InfluxStore):
     name = "influxdb2"
 
     def __init__(self, url: str, org: str, bucket: str, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(settings.influx_memory_points)
         self.url = url
         self.org = org
         self.bucket = bucket
@@ -103,8 +104,7 @@ class InfluxDB2Store(InfluxStore):
             out.setdefault(v["key_id"], {})[v["_field"]] = v["_value"]
         return out
 
-    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
-        ranges = ms_ranges(ms)
+    async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
         answers: list[list[dict[str, Any]]] = []
         for i in range(0, len(ranges), 8):  # a few queries at a time, not 64 at once
             answers += await asyncio.gather(
@@ -112,10 +112,17 @@ class InfluxDB2Store(InfluxStore):
             )
         return [(int(v["ns"]), v["_value"]) for rows in answers for v in rows]
 
-    async def delete_all(self, bucket: str) -> None:
-        await self.delete(DeleteScope(bucket))
+    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
+        found = (
+            parse_intent(int(v["ns"]), v["_value"])
+            for v in await self._query(flux.intents_query(self.bucket, bucket, after_ns))
+        )
+        return [it for it in found if it is not None]
 
-    async def delete(self, scope: DeleteScope) -> int | None:
+    async def _delete_all(self, bucket: str) -> None:
+        await self._delete(DeleteScope(bucket))
+
+    async def _delete(self, scope: DeleteScope) -> int | None:
         # The delete API's range is [start, stop]: stop is inclusive, so end - 1 ns.
         start = scope.start * 1_000_000 if scope.start is not None else 0
         stop = scope.end * 1_000_000 - 1 if scope.end is not None else _LAST_NS

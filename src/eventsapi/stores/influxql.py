@@ -26,8 +26,9 @@ from eventsapi.stores import influxql_text as text
 from eventsapi.stores.base import NotSupported, StoreUnavailable
 from eventsapi.stores.influxbase import InfluxStore, http_base, url_flag
 from eventsapi.stores.lineprotocol import NS_PER_MS, TagDecoder, decode_tag, parse_series_key
+from eventsapi.stores.occupancy import Intent, parse_intent
 from eventsapi.stores.paging import Rows
-from eventsapi.stores.placement import OccupiedPoint, ms_ranges
+from eventsapi.stores.placement import OccupiedPoint
 from eventsapi.values import DeleteScope, EventQuery, ExportQuery, GroupTag, StatsQuery, StoredEvent, TailQuery
 from eventsapi.windows import counts_per_window
 
@@ -42,7 +43,7 @@ class InfluxQLStore(InfluxStore):
     name = "influxql"
 
     def __init__(self, base_url: str, database: str, settings: Settings, create: bool = False) -> None:
-        super().__init__()
+        super().__init__(settings.influx_memory_points)
         self.base_url = base_url.rstrip("/")
         self.database = database
         self.create = create  # CREATE DATABASE on start-up (needs admin rights); off by default
@@ -156,8 +157,8 @@ class InfluxQLStore(InfluxStore):
             for s in await self.query(*text.keys_query(key_id))
         }
 
-    async def _occupied(self, bucket: str, ms: set[int]) -> list[OccupiedPoint]:
-        statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ms_ranges(ms)]
+    async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
+        statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ranges]
         out: list[OccupiedPoint] = []
         # One request per group of statements: the params (the bucket) are the same for all.
         for i in range(0, len(statements), 16):
@@ -168,13 +169,19 @@ class InfluxQLStore(InfluxStore):
                     out += [(v[t_ix], v[id_ix]) for v in s["values"]]
         return out
 
-    async def delete_all(self, bucket: str) -> None:
+    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
+        found = (
+            parse_intent(t, m) for s in await self.query(*text.intents_query(bucket, after_ns)) for t, m in s["values"]
+        )
+        return [it for it in found if it is not None]
+
+    async def _delete_all(self, bucket: str) -> None:
         await self._can_delete()
         await self.query(*text.drop_query(bucket))
 
-    async def delete(self, scope: DeleteScope) -> int | None:
+    async def _delete(self, scope: DeleteScope) -> int | None:
         if scope.is_everything():
-            await self.delete_all(scope.bucket)
+            await self._delete_all(scope.bucket)
             return None
         await self._can_delete()
         await self.query(*text.delete_query(scope))

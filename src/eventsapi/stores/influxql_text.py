@@ -7,7 +7,7 @@ Only integers we computed (nanosecond times, limits, window lengths) are written
 
 from __future__ import annotations
 
-from eventsapi.stores.lineprotocol import KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
+from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, KEY_FIELDS, KEYS_MEASUREMENT, MEASUREMENT, encode_tag
 from eventsapi.values import DeleteScope, EventQuery, ExportQuery, GroupTag, StatsQuery, TailQuery
 from eventsapi.windows import engine_step
 
@@ -104,6 +104,14 @@ def occupied_query(bucket: str, lo_ms: int, hi_ms: int) -> tuple[str, Params]:
         f"AND time >= {int(lo_ms) * 1_000_000} AND time < {int(hi_ms) * 1_000_000}"
     )
     return q, params
+
+
+def intents_query(bucket: str, after_ns: int) -> tuple[str, Params]:
+    """The bucket's intents (occupancy.py) recorded after `after_ns`."""
+    return (
+        f'SELECT "m" FROM "{INTENTS_MEASUREMENT}" WHERE "bucket_id" = $bucket AND time > {int(after_ns)}',
+        {"bucket": encode_tag(bucket)},
+    )
 
 
 def stats_query(q: StatsQuery, tag: GroupTag | None = None) -> tuple[str, Params]:

@@ -25,6 +25,8 @@ from eventsapi.values import NewEvent
 MEASUREMENT = "events"
 # Ingest keys (stores/influxkeys.py): a series per key, apart from the events.
 KEYS_MEASUREMENT = "eventsapi_keys"
+# Intents of writers (stores/occupancy.py): a series per bucket, apart from the events.
+INTENTS_MEASUREMENT = "eventsapi_writes"
 KEY_FIELDS = ("name", "digest", "buckets", "scope", "created", "last_used", "revoked")
 NS_PER_MS = 1_000_000
 _DECODE = re.compile(r"%(25|5C)")

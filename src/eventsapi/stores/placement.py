@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Protocol
 
 from eventsapi.errors import MillisecondFull
 from eventsapi.stores.lineprotocol import NS_PER_MS
@@ -38,80 +39,66 @@ from eventsapi.values import NewEvent
 OccupiedPoint = tuple[int, str]
 
 
+class Known(Protocol):
+    """What placement asks of what the bucket already holds (occupancy.Known remembers it)."""
+
+    def taken(self, ns: int) -> bool:
+        """Whether some point of the bucket, in any series, has this time."""
+
+    def stored(self, key: tuple[int, str]) -> bool:
+        """Whether an event with this (at, id) is stored in the bucket."""
+
+
+class Points:
+    """Known over a list of points (time ns, id), as an occupancy read returns them."""
+
+    def __init__(self, occupied: Iterable[OccupiedPoint]) -> None:
+        self._times: set[int] = set()
+        self._keys: set[tuple[int, str]] = set()
+        for t, event_id in occupied:
+            self._times.add(t)
+            self._keys.add((t // NS_PER_MS, event_id))
+
+    def taken(self, ns: int) -> bool:
+        return ns in self._times
+
+    def stored(self, key: tuple[int, str]) -> bool:
+        return key in self._keys
+
+
 def first_slot(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % NS_PER_MS
 
 
-def place(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
+def place(events: Sequence[NewEvent], known: Known) -> list[tuple[NewEvent, int]]:
     """(event, point time in ns) for each event of the batch that must be written."""
-    occupied = list(occupied)
-    ids = [e.id for e in events]
-    times = [e.at * NS_PER_MS + zlib.crc32(i.encode()) % NS_PER_MS for e, i in zip(events, ids, strict=True)]
-    # The common case, decided with sets of ids and times instead of a probe per event: no id
-    # twice in the batch or already stored, and no two first slots alike or already taken.
-    # Then every event goes to its first slot, as the probing below would put it.
-    if (
-        len(set(ids)) == len(ids)
-        and len(set(times)) == len(times)
-        and not (occupied and ({i for _, i in occupied} & set(ids) or {t for t, _ in occupied} & set(times)))
-    ):
-        return list(zip(events, times, strict=True))
-    return _probe(events, occupied)
-
-
-def _probe(events: Sequence[NewEvent], occupied: Iterable[OccupiedPoint]) -> list[tuple[NewEvent, int]]:
-    taken: set[int] = set()
-    stored: set[tuple[int, str]] = set()
-    for t, event_id in occupied:
-        taken.add(t)
-        stored.add((t // NS_PER_MS, event_id))
+    taken, stored = known.taken, known.stored
+    times: set[int] = set()  # taken by this batch
+    keys: set[tuple[int, str]] = set()  # stored by this batch
+    crc32 = zlib.crc32
     out: list[tuple[NewEvent, int]] = []
     for e in events:
         key = (e.at, e.id)
-        if key in stored:
+        if key in keys or stored(key):
             continue
-        stored.add(key)
+        keys.add(key)
         base = e.at * NS_PER_MS
-        s = first_slot(e.id)
-        for _ in range(NS_PER_MS):
-            if base + s not in taken:
-                taken.add(base + s)
-                break
-            s = (s + 1) % NS_PER_MS
-        else:
-            raise MillisecondFull(f"no free point left in millisecond {e.at} of the bucket")
-        out.append((e, base + s))
+        t = base + crc32(e.id.encode()) % NS_PER_MS
+        if t in times or taken(t):
+            t = _probe(e.at, t - base, times, taken)
+        times.add(t)
+        out.append((e, t))
     return out
 
 
-def ms_ranges(ms: Iterable[int], max_gap_ms: int = 60_000, max_ranges: int = 64) -> list[tuple[int, int]]:
-    """Half-open [lo, hi) millisecond ranges covering every ms given, for the occupancy read.
-
-    Milliseconds closer than `max_gap_ms` share a range (one query instead of two, at the cost
-    of reading what lies between); at most `max_ranges` ranges, merging across the smallest
-    gaps first. InfluxQL cannot OR time ranges in one statement, so each range is a statement.
-    """
-    values = sorted(set(ms))
-    if not values:
-        return []
-    ranges = [[values[0], values[0] + 1]]
-    for v in values[1:]:
-        if v - ranges[-1][1] < max_gap_ms:
-            ranges[-1][1] = v + 1
-        else:
-            ranges.append([v, v + 1])
-    if len(ranges) > max_ranges:
-        gaps = sorted(range(1, len(ranges)), key=lambda i: ranges[i][0] - ranges[i - 1][1])
-        # The gaps to keep are the largest max_ranges - 1; every other boundary is merged.
-        keep = set(gaps[len(gaps) - (max_ranges - 1) :]) if max_ranges > 1 else set()
-        merged = [ranges[0]]
-        for i in range(1, len(ranges)):
-            if i in keep:
-                merged.append(ranges[i])
-            else:
-                merged[-1][1] = ranges[i][1]
-        ranges = merged
-    return [(lo, hi) for lo, hi in ranges]
+def _probe(at: int, slot: int, times: set[int], taken: Callable[[int], bool]) -> int:
+    """The first point time of millisecond `at` after `slot` that nothing holds."""
+    base = at * NS_PER_MS
+    for _ in range(NS_PER_MS):
+        slot = (slot + 1) % NS_PER_MS
+        if base + slot not in times and not taken(base + slot):
+            return base + slot
+    raise MillisecondFull(f"no free point left in millisecond {at} of the bucket")
 
 
 class _Turn:

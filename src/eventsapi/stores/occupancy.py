@@ -1,0 +1,355 @@
+"""What one process remembers of the points each bucket holds on InfluxDB, so that ingest reads
+a stretch of a bucket once, not before every batch.
+
+Placement (placement.py) must know, for every millisecond a batch touches, which point times the
+bucket already holds and which (at, id) it already stored. Reading that from InfluxDB before
+every batch costs the engine ~40x the write itself when batches are not in time order (a probe
+into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
+
+- **Chunks.** A bucket's time is cut into minutes (`CHUNK_MS`). A chunk is read from the engine
+  once (every point time and id in that minute), then kept up to date with what this process
+  writes. Point times are kept exactly; an (at, id) as a 64-bit hash of the pair (a false match
+  would need two ids of one millisecond to share all 64 bits: p ~ 5e-20 per pair). Chunks are
+  sorted arrays plus small sets of recent additions: ~16 bytes per point. The least recently
+  used chunks go when the store holds more than its budget of points; a chunk that went is read
+  again when needed.
+- **Intents.** Other processes write the same buckets (workers, replicas, `eventsapi migrate`).
+  Before a process writes points (or deletes) in a bucket, it records an *intent*: a point in
+  the measurement `eventsapi_writes` saying "writer W may change milliseconds [lo, hi) of this
+  bucket until T + SETTLE". Before every batch each process reads the bucket's intents newer
+  than the last it saw (one series, recent points: cheap) and treats every chunk an unsettled
+  foreign intent covers as unknown: it reads it again for each batch until the intent settles,
+  then once more, and trusts it again. An intent is written and acknowledged before the writes
+  it covers, and a writer never writes under an intent older than SETTLE, so a process that
+  trusts a chunk has read it after everything other writers could still change in it — the
+  same bound as reading before every batch: only writes racing within the same instant
+  (docs/influx.md says what that leaves).
+- **Failures.** A write or delete that fails, or that a delete of the same bucket overlapped,
+  makes the process forget the chunks it touched: it may or may not have landed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, NS_PER_MS, encode_tag, escape_tag
+from eventsapi.values import NewEvent
+
+CHUNK_MS = 60_000
+# How long an intent covers its writer's writes. The writer never starts a write under an older
+# one (it records a new intent); every store call gives up after EVENTSAPI_STORE_TIMEOUT (10 s
+# by default) and InfluxDB's own write timeout is 10 s, so 120 s leaves room for both and for
+# clocks a little apart.
+SETTLE_NS = 120 * 1_000_000_000
+# A write starts under one of its writer's intents only if that is younger than this: 30 s
+# are left for it to finish.
+FRESH_NS = SETTLE_NS * 3 // 4
+EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
+
+
+def point_key(at: int, event_id: str) -> int:
+    """The remembered form of an (at, id): 64 bits (Python's hash of the pair, per process;
+    Known.stored hashes the same tuple)."""
+    return hash((at, event_id))
+
+
+def _has(values: array[int], x: int) -> bool:
+    i = bisect_left(values, x)
+    return i < len(values) and values[i] == x
+
+
+def _fold(values: array[int], more: set[int]) -> array[int]:
+    return array("q", sorted(more.union(values)))
+
+
+class Chunk:
+    """One minute of one bucket: the point times it holds and the (at, id) keys it stored."""
+
+    __slots__ = ("failed", "keys", "more_keys", "more_times", "ready", "times")
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.failed = False
+        self.times: array[int] = array("q")
+        self.keys: array[int] = array("q")
+        self.more_times: set[int] = set()
+        self.more_keys: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.times) + len(self.more_times)
+
+    def taken(self, ns: int) -> bool:
+        return ns in self.more_times or _has(self.times, ns)
+
+    def stored(self, key: int) -> bool:
+        return key in self.more_keys or _has(self.keys, key)
+
+    def add(self, ns: int, key: int) -> None:
+        self.more_times.add(ns)
+        self.more_keys.add(key)
+
+    def settle(self) -> None:
+        """Fold the recent additions into the sorted arrays once they are many (amortised:
+        each point is copied a logarithmic number of times)."""
+        if len(self.more_times) > 512 + len(self.times) // 4:
+            self.times = _fold(self.times, self.more_times)
+            self.keys = _fold(self.keys, self.more_keys)
+            self.more_times, self.more_keys = set(), set()
+
+
+@dataclass(frozen=True)
+class Intent:
+    writer: str
+    ns: int  # when it was recorded (the point's time)
+    lo_ms: int
+    hi_ms: int
+
+
+def intent_line(bucket: str, intent: Intent) -> bytes:
+    """The intent as a line-protocol point: one string field, `writer lo hi`."""
+    return (
+        f"{INTENTS_MEASUREMENT},bucket_id={escape_tag(encode_tag(bucket))} "
+        f'm="{intent.writer} {intent.lo_ms} {intent.hi_ms}" {intent.ns}\n'
+    ).encode()
+
+
+def parse_intent(ns: int, value: str) -> Intent | None:
+    parts = str(value).split(" ")
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None  # not ours: ignored
+    return Intent(parts[0], int(ns), int(parts[1]), int(parts[2]))
+
+
+def chunk_span(ms: Iterable[int]) -> tuple[int, int]:
+    """The chunk-aligned [lo, hi) milliseconds covering `ms`."""
+    values = list(ms)
+    return min(values) // CHUNK_MS * CHUNK_MS, (max(values) // CHUNK_MS + 1) * CHUNK_MS
+
+
+def chunk_ranges(indexes: Iterable[int], max_gap: int = 16, max_ranges: int = 64) -> list[tuple[int, int]]:
+    """[lo, hi) chunk-index ranges covering `indexes`: runs closer than `max_gap` chunks share a
+    range (reading a few minutes more is cheaper than another statement), at most `max_ranges`."""
+    values = sorted(set(indexes))
+    if not values:
+        return []
+    runs = [[values[0], values[0] + 1]]
+    for v in values[1:]:
+        if v - runs[-1][1] < max_gap:
+            runs[-1][1] = v + 1
+        else:
+            runs.append([v, v + 1])
+    while len(runs) > max_ranges:
+        i = min(range(1, len(runs)), key=lambda k: runs[k][0] - runs[k - 1][1])
+        runs[i - 1][1] = runs[i][1]
+        del runs[i]
+    return [(lo, hi) for lo, hi in runs]
+
+
+@dataclass
+class _Bucket:
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    read_ns: int | None = None  # when its intents were last read (this process's clock)
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)  # (writer, ns) applied -> ns
+    unsettled: list[Intent] = field(default_factory=list)
+    own: list[Intent] = field(default_factory=list)
+    generation: int = 0  # bumped by every delete of the bucket
+
+
+class Known:
+    """What placement asks, answered from a bucket's ready chunks (every millisecond of the batch
+    is in one of them)."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: dict[int, Chunk]) -> None:
+        self._chunks = chunks
+
+    def taken(self, ns: int) -> bool:
+        return self._chunks[ns // NS_PER_MS // CHUNK_MS].taken(ns)
+
+    def stored(self, key: tuple[int, str]) -> bool:
+        """Whether (at, id) is stored."""
+        return self._chunks[key[0] // CHUNK_MS].stored(hash(key))
+
+
+class Occupancy:
+    """The chunks and intents of every bucket this process writes (see the module docstring)."""
+
+    def __init__(self, budget_points: int = 4_000_000, writer: str | None = None) -> None:
+        self.writer = writer or secrets.token_hex(6)
+        self.budget_points = budget_points
+        self.points = 0
+        self._buckets: dict[str, _Bucket] = {}
+        self._lru: OrderedDict[tuple[str, int], Chunk] = OrderedDict()
+
+    def _bucket(self, bucket: str) -> _Bucket:
+        b = self._buckets.get(bucket)
+        if b is None:
+            b = self._buckets[bucket] = _Bucket()
+        return b
+
+    # -- intents ----------------------------------------------------------------------------
+
+    def intents_since(self, bucket: str, now_ns: int) -> int:
+        """The time after which the bucket's intents must be read: an intent stamped at T is
+        visible by T + SETTLE, so one not seen at the last read was stamped after that read's
+        time less SETTLE."""
+        read = self._bucket(bucket).read_ns
+        return (read if read is not None else now_ns) - SETTLE_NS
+
+    def apply_intents(self, bucket: str, intents: Iterable[Intent], read_ns: int) -> None:
+        """Forget what other writers' intents (read at `read_ns`) may have changed; remember the
+        unsettled ones."""
+        b = self._bucket(bucket)
+        b.read_ns = read_ns
+        for it in intents:
+            if it.writer == self.writer or (it.writer, it.ns) in b.seen:
+                continue
+            b.seen[(it.writer, it.ns)] = it.ns
+            if it.ns + SETTLE_NS > read_ns:
+                b.unsettled.append(it)
+            self.forget(bucket, it.lo_ms, it.hi_ms)
+        horizon = read_ns - 3 * SETTLE_NS  # older than any the next read can return
+        if b.seen and min(b.seen.values()) < horizon:
+            b.seen = {k: v for k, v in b.seen.items() if v >= horizon}
+        # Unsettled intents: what they cover is read again for every batch until they settle,
+        # and once more after (this drop is that last time).
+        for it in b.unsettled:
+            self.forget(bucket, it.lo_ms, it.hi_ms)
+        b.unsettled = [it for it in b.unsettled if it.ns + SETTLE_NS > read_ns]
+
+    def own_intent(self, bucket: str, lo_ms: int, hi_ms: int, now_ns: int) -> Intent:
+        """A new intent of this writer for [lo, hi), its time after any earlier one's."""
+        b = self._bucket(bucket)
+        b.own = [it for it in b.own if it.ns + SETTLE_NS > now_ns]
+        last = b.own[-1].ns if b.own else 0
+        return Intent(self.writer, max(now_ns, last + 1), lo_ms, hi_ms)
+
+    def recorded(self, bucket: str, intent: Intent) -> None:
+        self._bucket(bucket).own.append(intent)
+
+    def covering(self, bucket: str, lo_ms: int, hi_ms: int, now_ns: int) -> bool:
+        """Whether a write of [lo, hi) may start now under one of this writer's intents."""
+        return any(
+            it.lo_ms <= lo_ms and hi_ms <= it.hi_ms and now_ns < it.ns + FRESH_NS for it in self._bucket(bucket).own
+        )
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def claim(self, bucket: str, ms: Iterable[int]) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
+        """For the milliseconds a batch touches: the [lo, hi) ms ranges to read, the chunks this
+        caller fills from that read, and the chunks another caller is filling."""
+        b = self._bucket(bucket)
+        missing = {m // CHUNK_MS for m in ms} - {i for i, c in b.chunks.items() if c.ready.is_set()}
+        pending = [b.chunks[i] for i in missing if i in b.chunks]
+        wanted = [i for i in missing if i not in b.chunks]
+        ranges = chunk_ranges(wanted)
+        mine: dict[int, Chunk] = {}
+        for lo, hi in ranges:
+            for i in range(lo, hi):
+                if i not in b.chunks:
+                    mine[i] = b.chunks[i] = Chunk()
+        return [(lo * CHUNK_MS, hi * CHUNK_MS) for lo, hi in ranges], mine, pending
+
+    def fill(self, bucket: str, mine: dict[int, Chunk], points: Iterable[tuple[int, str]]) -> None:
+        """Fill the claimed chunks from what the engine holds in their ranges (time ns, id)."""
+        per: dict[int, tuple[list[int], list[int]]] = {i: ([], []) for i in mine}
+        for ns, event_id in points:
+            at = ns // NS_PER_MS
+            lists = per.get(at // CHUNK_MS)
+            if lists is not None:
+                lists[0].append(ns)
+                lists[1].append(point_key(at, event_id))
+        b = self._bucket(bucket)
+        for i, chunk in mine.items():
+            times, keys = per[i]
+            chunk.times = _fold(chunk.times, chunk.more_times.union(times))
+            chunk.keys = _fold(chunk.keys, chunk.more_keys.union(keys))
+            chunk.more_times, chunk.more_keys = set(), set()
+            chunk.ready.set()
+            if b.chunks.get(i) is chunk:  # not forgotten while it was read
+                self._lru[(bucket, i)] = chunk
+                self.points += len(chunk)
+        self._evict()
+
+    def abandon(self, bucket: str, mine: dict[int, Chunk]) -> None:
+        """The read for claimed chunks failed: drop them, wake whoever waits."""
+        b = self._bucket(bucket)
+        for i, chunk in mine.items():
+            if b.chunks.get(i) is chunk:
+                del b.chunks[i]
+            chunk.failed = True
+            chunk.ready.set()
+
+    def known(self, bucket: str, ms: Iterable[int]) -> Known | None:
+        """The placement view when every chunk of `ms` is ready, else None (read again)."""
+        b = self._bucket(bucket)
+        chunks: dict[int, Chunk] = {}
+        for i in {m // CHUNK_MS for m in ms}:
+            c = b.chunks.get(i)
+            if c is None or not c.ready.is_set() or c.failed:
+                return None
+            chunks[i] = c
+            self._lru.move_to_end((bucket, i))
+        return Known(chunks)
+
+    def generation(self, bucket: str) -> int:
+        return self._bucket(bucket).generation
+
+    def record(self, bucket: str, placed: Sequence[tuple[NewEvent, int]], generation: int) -> None:
+        """What this process wrote and InfluxDB acknowledged. If a delete of the bucket ran
+        meanwhile, whether each point survived it is unknown: forget the chunks instead."""
+        b = self._bucket(bucket)
+        if generation != b.generation:
+            self.forget_ms(bucket, (ns // NS_PER_MS for _, ns in placed))
+            return
+        before: dict[int, int] = {}
+        for e, ns in placed:
+            i = e.at // CHUNK_MS
+            c = b.chunks.get(i)
+            if c is not None:
+                if i not in before:
+                    before[i] = len(c)
+                c.add(ns, point_key(e.at, e.id))
+        for i, n in before.items():
+            c = b.chunks[i]
+            c.settle()
+            if (bucket, i) in self._lru:  # counted once ready; a chunk being read counts at fill
+                self.points += len(c) - n
+        self._evict()
+
+    def deleting(self, bucket: str) -> None:
+        self._bucket(bucket).generation += 1
+
+    def forget_ms(self, bucket: str, ms: Iterable[int]) -> None:
+        b = self._bucket(bucket)
+        for i in {m // CHUNK_MS for m in ms}:
+            self._drop(bucket, b, i)
+
+    def forget(self, bucket: str, lo_ms: int = EVERYTHING[0], hi_ms: int = EVERYTHING[1]) -> None:
+        """Drop the chunks overlapping [lo, hi)."""
+        b = self._buckets.get(bucket)
+        if b is None:
+            return
+        lo, hi = lo_ms // CHUNK_MS, (hi_ms - 1) // CHUNK_MS
+        for i in [i for i in b.chunks if lo <= i <= hi]:
+            self._drop(bucket, b, i)
+
+    def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
+        c = b.chunks.pop(i, None)
+        if c is not None and self._lru.pop((bucket, i), None) is not None:
+            self.points -= len(c)
+
+    def _evict(self) -> None:
+        while self.points > self.budget_points and self._lru:
+            (bucket, i), c = self._lru.popitem(last=False)
+            b = self._buckets.get(bucket)
+            if b is not None and b.chunks.get(i) is c:
+                del b.chunks[i]
+            self.points -= len(c)
