@@ -27,6 +27,7 @@ from aiohttp.test_utils import TestServer
 from eventsapi.config import Settings
 from eventsapi.stores.influxdb2 import InfluxDB2Store
 from eventsapi.stores.lineprotocol import encode_tag
+from eventsapi.stores.occupancy import Intent
 from eventsapi.validation import StatsRequest
 from eventsapi.values import EventQuery
 from support import HOSTILE
@@ -252,5 +253,10 @@ async def test_offset_and_occupancy_answers(engine: Any) -> None:
             ),
         )
     )
-    got = await store._occupied("b1", {MS})
+    got = await store._occupied("b1", [(MS, MS + 1)])
     assert sorted(got) == [(MS * 10**6 + 9, "other"), (t0, "evt-86")]
+
+    # Intents of other writers (occupancy.py): integer ns and the text; foreign rows ignored.
+    answers.clear()
+    answers.append(when("eventsapi_writes", annotated((occupied, [[t0, "w1 60000 120000"], [t0 + 1, "junk"]]))))
+    assert await store._intents("b1", t0 - 1) == [Intent("w1", t0, 60000, 120000)]

@@ -26,7 +26,7 @@ from eventsapi.stores.lineprotocol import (
     render_lines,
 )
 from eventsapi.stores.occupancy import chunk_ranges
-from eventsapi.stores.placement import Ledger, OccupiedPoint, Points, first_slot, place
+from eventsapi.stores.placement import Ledger, OccupiedPoint, Slots, first_slot, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
@@ -148,7 +148,7 @@ def test_line_protocol_and_series_key_parse() -> None:
 
 
 def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:
-    return [t for _, t in place(events, Points(occupied))]
+    return [t for _, t in place(events, Slots(occupied))]
 
 
 def test_placement_gives_every_event_its_own_point() -> None:
@@ -194,16 +194,16 @@ def test_placement_matches_a_plain_probing_oracle() -> None:
         events = [NewEvent(i, rnd.choice("nm"), "a", "s", rnd.choice([5, 6, rnd.randrange(10**4)]), "{}") for i in ids]
         stored = [(e.at * 1_000_000 + first_slot(e.id), e.id) for e in events if rnd.random() < 0.1]
         occupied = [(rnd.choice([5_000_000 + first_slot("evt-86"), 7]), "other")] if rnd.random() < 0.2 else []
-        assert place(events, Points(stored + occupied)) == oracle(events, stored + occupied)
+        assert place(events, Slots(stored + occupied)) == oracle(events, stored + occupied)
 
 
 def test_placement_skips_what_is_stored_first_write_wins() -> None:
     e = NewEvent("x", "n", "a", "s", 5, '{"v":1}')
     stored = [(5_000_017, "x")]  # same at and id (in whatever series)
-    assert place([e], Points(stored)) == []
-    assert place([e, msgspec.structs.replace(e, data='{"v":2}')], Points(())) == [(e, point_times([e])[0])]
+    assert place([e], Slots(stored)) == []
+    assert place([e, msgspec.structs.replace(e, data='{"v":2}')], Slots(())) == [(e, point_times([e])[0])]
     # Same id at another millisecond: another event.
-    assert len(place([msgspec.structs.replace(e, at=6)], Points(stored))) == 1
+    assert len(place([msgspec.structs.replace(e, at=6)], Slots(stored))) == 1
 
 
 def test_chunk_ranges_merge_close_chunks_and_cap_the_count() -> None:

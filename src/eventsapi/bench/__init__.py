@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from eventsapi.bench.engines import bench_influxql, bench_sqlite
+from eventsapi.bench.engines import bench_influxql, bench_sqlite, prefill_influxql
 from eventsapi.bench.measure import Loaded, Progress, Side, percentiles, sample_sides
 from eventsapi.bench.service import bench_service
 from eventsapi.bench.workload import Workload
@@ -51,6 +51,22 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
         "--engine", default=None, help="also run against the engine directly: influxql://HOST:PORT/DB or sqlite:///PATH"
     )
     p.add_argument("--delete", action="store_true", help="finish each repetition with a timed delete_all")
+    p.add_argument(
+        "--order",
+        default="time",
+        help="order the events are sent in: time (as producers send them), random (a backfill, an import, late "
+        "producers), or both as time,random: an ingest phase each, into a bucket of its own",
+    )
+    p.add_argument(
+        "--prefill",
+        type=int,
+        default=0,
+        help="also ingest into a bucket already holding this many events (written straight to the engine, unseen "
+        "by the service); needs --service-store and an influxql --engine",
+    )
+    p.add_argument("--service-store", default=None, help="the store URL the service uses (for --prefill)")
+    p.add_argument("--service-pid", type=int, default=None, help="report the service's CPU per event (from /proc)")
+    p.add_argument("--engine-pid", type=int, default=None, help="report the engine's CPU per event (from /proc)")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
 
 
@@ -67,6 +83,45 @@ def _median_side(sides: list[Side]) -> dict[str, Any]:
             p: round(statistics.median(s.latency_ms[kind][p] for s in sides), 3) for p in ("p50", "p95", "p99")
         }
     return out
+
+
+def _phase(order: str, prefilled: bool, runs: list[list[Side]]) -> dict[str, Any]:
+    """One ingest phase's medians over the repetitions: rates and CPU µs per event."""
+
+    def medians(sides: list[Side]) -> dict[str, Any]:
+        cpu = {k: statistics.median(s.cpu_us_per_event[k] for s in sides) for k in sides[0].cpu_us_per_event}
+        return {"events_per_s": statistics.median(s.ingest_events_per_s for s in sides), "cpu_us_per_event": cpu}
+
+    out: dict[str, Any] = {"order": order, "prefilled": prefilled, "service": medians([r[0] for r in runs])}
+    if len(runs[0]) > 1:
+        out["engine"] = medians([r[1] for r in runs])
+    return out
+
+
+def _ingest_goals(phases: list[dict[str, Any]]) -> dict[str, float]:
+    """Issue 20's ratios (README, "InfluxDB ingest"), from this run's phases."""
+    at = {(p["order"], p["prefilled"]): p for p in phases}
+    goals: dict[str, float] = {}
+    rate = {k: p["service"]["events_per_s"] for k, p in at.items()}
+    if ("time", False) in at and ("random", False) in at:
+        goals["random_over_time"] = round(rate[("random", False)] / rate[("time", False)], 3)
+        if ("random", True) in at and ("time", True) in at:
+            goals["random_over_time_prefilled"] = round(rate[("random", True)] / rate[("time", True)], 3)
+    for order in ("time", "random"):
+        if (order, True) in at and (order, False) in at:
+            goals[f"prefilled_over_empty_{order}"] = round(rate[(order, True)] / rate[(order, False)], 3)
+    for (order, prefilled), p in at.items():
+        name = f"{order}{'_prefilled' if prefilled else ''}"
+        if "engine" not in p:
+            continue
+        goals[f"service_over_engine_{name}"] = round(p["service"]["events_per_s"] / p["engine"]["events_per_s"], 3)
+        write = p["engine"]["cpu_us_per_event"].get("engine")
+        via = p["service"]["cpu_us_per_event"]
+        if write and "engine" in via:
+            goals[f"engine_read_share_{name}"] = round((via["engine"] - write) / write, 3)
+        if write and "service" in via:
+            goals[f"service_cpu_over_engine_write_{name}"] = round(via["service"] / write, 3)
+    return goals
 
 
 async def _time_queries(args: argparse.Namespace, loaded: list[Loaded], progress: Progress) -> None:
@@ -86,30 +141,47 @@ async def _time_queries(args: argparse.Namespace, loaded: list[Loaded], progress
 
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(not args.json)
+    orders = args.order.split(",")
+    if not orders or any(o not in ("time", "random") for o in orders):
+        raise SystemExit("--order must be time, random or time,random")
+    if args.prefill and not (args.service_store or "").startswith("influxql://"):
+        raise SystemExit("--prefill needs --service-store influxql://... and --engine influxql://...")
+    if args.prefill and not (args.engine or "").startswith("influxql://"):
+        raise SystemExit("--prefill needs --service-store influxql://... and --engine influxql://...")
+    phases = [(o, p) for o in orders for p in ([False, True] if args.prefill else [False])]
+    by_phase: dict[tuple[str, bool], list[list[Side]]] = {}
     services: list[Side] = []
     engines: list[Side] = []
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
         for rep in range(args.repeat):
-            bucket = args.bucket or f"bench-{uuid.uuid4().hex[:10]}"
-            progress(f"repeat {rep + 1}/{args.repeat}: generating {args.events} events")
-            work = Workload.make(args, int(time.time() * 1000))
-            loaded = [await bench_service(args, work, session, bucket, progress)]
-            if args.engine:
-                if args.engine.startswith("influxql://"):
-                    loaded.append(await bench_influxql(args, work, session, bucket, progress))
-                elif args.engine.startswith("sqlite://"):
-                    loaded.append(await bench_sqlite(args, work, bucket, progress))
-                else:
-                    raise SystemExit("--engine must be influxql://HOST:PORT/DB or sqlite:///PATH")
-            try:
-                await _time_queries(args, loaded, progress)
-            finally:
-                for side in loaded:
-                    await side.close()
+            for n, (order, prefilled) in enumerate(phases):
+                bucket = args.bucket or f"bench-{uuid.uuid4().hex[:10]}"
+                label = f"{order} order{', pre-filled' if prefilled else ''}"
+                progress(f"repeat {rep + 1}/{args.repeat}, {label}: generating {args.events} events")
+                now_ms = int(time.time() * 1000)
+                if prefilled:
+                    before = Workload.make(args, now_ms, "random", args.prefill, seed=7)
+                    await prefill_influxql([args.service_store, args.engine], bucket, before, session, progress)
+                work = Workload.make(args, now_ms, order)
+                loaded = [await bench_service(args, work, session, bucket, progress)]
+                if args.engine:
+                    if args.engine.startswith("influxql://"):
+                        loaded.append(await bench_influxql(args, work, session, bucket, progress))
+                    elif args.engine.startswith("sqlite://"):
+                        loaded.append(await bench_sqlite(args, work, bucket, progress))
+                    else:
+                        raise SystemExit("--engine must be influxql://HOST:PORT/DB or sqlite:///PATH")
+                try:
+                    if n == len(phases) - 1:  # queries on the last bucket loaded
+                        await _time_queries(args, loaded, progress)
+                finally:
+                    for side in loaded:
+                        await side.close()
+                by_phase.setdefault((order, prefilled), []).append([side.side for side in loaded])
+                progress(f"repeat {rep + 1}/{args.repeat}, {label}: done", done=True)
             services.append(loaded[0].side)
             engines.extend(side.side for side in loaded[1:])
-            progress(f"repeat {rep + 1}/{args.repeat} done", done=True)
     report: dict[str, Any] = {
         "config": {
             k: getattr(args, k)
@@ -127,10 +199,15 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 "repeat",
                 "engine",
                 "delete",
+                "order",
+                "prefill",
             )
         },
         "service": _median_side(services),
     }
+    if len(phases) > 1 or args.service_pid or args.engine_pid:
+        report["ingest_phases"] = [_phase(order, prefilled, runs) for (order, prefilled), runs in by_phase.items()]
+        report["ingest_goals"] = _ingest_goals(report["ingest_phases"])
     if engines:
         engine = _median_side(engines)
         report["engine"] = engine
@@ -168,4 +245,8 @@ def run_bench(args: argparse.Namespace) -> int:
             for kind in ("retrieve", "stats", "keys"):
                 print(f"engine {kind:9s} p50 {e[kind]['p50']:8.2f} ms")
             print("ratios: " + json.dumps(report["ratios"]))
+        for phase in report.get("ingest_phases", []):
+            print("ingest phase: " + json.dumps(phase))
+        if report.get("ingest_goals"):
+            print("ingest goals: " + json.dumps(report["ingest_goals"]))
     return 0

@@ -7,38 +7,70 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from eventsapi.bench.measure import Loaded, Progress, Side, run_producers
+from eventsapi.bench.measure import CpuMeter, Loaded, Progress, Side, run_producers
 from eventsapi.bench.workload import Workload
 from eventsapi.stores import influxql_text
 from eventsapi.stores.lineprotocol import render_batches
-from eventsapi.stores.placement import Points, place
+from eventsapi.stores.placement import Slots, place
 from eventsapi.stores.sqlite import connect, migrate, retrieve_sql, stats_groups_sql, stats_sql, write_events
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import window_starts
 
 
-async def bench_influxql(
-    args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
-) -> Loaded:
-    from urllib.parse import urlsplit
+def _influx_target(url: str) -> tuple[str, str]:
+    """(HTTP base, database) of an influxql://HOST:PORT/DB URL."""
+    parts = urlsplit(url)
+    return f"http://{parts.netloc}", parts.path.lstrip("/")
 
-    parts = urlsplit(args.engine)
-    base, db = f"http://{parts.netloc}", parts.path.lstrip("/")
-    # The engine's own rate: the same points, placed without the service's occupancy read.
-    bodies = [next(iter(render_batches(bucket, place(b, Points(())), len(b)))) for b in work.batches(args.batch)]
+
+def _line_bodies(bucket: str, work: Workload, size: int) -> list[bytes]:
+    """The workload as line protocol, batch by batch, placed without reading the bucket."""
+    return [next(iter(render_batches(bucket, place(b, Slots()), len(b)))) for b in work.batches(size)]
+
+
+def _influx_sender(session: aiohttp.ClientSession, url: str) -> Callable[[bytes], Awaitable[None]]:
+    base, db = _influx_target(url)
 
     async def send(body: bytes) -> None:
         async with session.post(f"{base}/write", params={"db": db, "precision": "ns"}, data=body) as r:
             if r.status != 204:
                 raise RuntimeError(f"/write answered {r.status}: {(await r.read())[:200]!r}")
 
-    elapsed = await run_producers(bodies, args.producers, send, progress, "engine ingest", len(work.events))
-    side = Side(ingest_events_per_s=round(len(work.events) / elapsed))
+    return send
+
+
+async def prefill_influxql(
+    urls: Sequence[str], bucket: str, work: Workload, session: aiohttp.ClientSession, progress: Progress
+) -> None:
+    """Write the workload's events into `bucket` of each InfluxDB database straight away (the
+    pre-filled bucket of an ingest study: what a service meets that has never read it)."""
+    bodies = _line_bodies(bucket, work, 5_000)
+    for url in urls:
+        await run_producers(bodies, 4, _influx_sender(session, url), progress, "prefill", len(work.events))
+
+
+async def bench_influxql(
+    args: argparse.Namespace, work: Workload, session: aiohttp.ClientSession, bucket: str, progress: Progress
+) -> Loaded:
+    _, db = _influx_target(args.engine)
+    # The engine's own rate: the same points, placed without reading the bucket.
+    bodies = _line_bodies(bucket, work, args.batch)
+    meter = CpuMeter({"engine": args.engine_pid})
+    meter.start()
+    elapsed = await run_producers(
+        bodies, args.producers, _influx_sender(session, args.engine), progress, "engine ingest", len(work.events)
+    )
+    side = Side(
+        ingest_events_per_s=round(len(work.events) / elapsed), cpu_us_per_event=meter.per_event(len(work.events))
+    )
     now_ms = int(time.time() * 1000)
+
+    base, _ = _influx_target(args.engine)
 
     async def query(q: str, params: dict[str, str]) -> None:
         form = {"db": db, "q": q, "epoch": "ns", "params": json.dumps(params)}
@@ -87,10 +119,14 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
         async with lock:  # SQLite has one writer, as in the service
             await asyncio.to_thread(insert, batch)
 
+    meter = CpuMeter({"engine": args.engine_pid})
+    meter.start()
     elapsed = await run_producers(
         work.batches(args.batch), args.producers, send, progress, "engine ingest", len(work.events)
     )
-    side = Side(ingest_events_per_s=round(len(work.events) / elapsed))
+    side = Side(
+        ingest_events_per_s=round(len(work.events) / elapsed), cpu_us_per_event=meter.per_event(len(work.events))
+    )
     from zoneinfo import ZoneInfo
 
     now_ms = int(time.time() * 1000)

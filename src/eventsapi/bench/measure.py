@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -17,6 +18,37 @@ def percentiles(samples: list[float]) -> dict[str, float]:
         return {"p50": v, "p95": v, "p99": v}
     q = statistics.quantiles(samples, n=100, method="inclusive")
     return {"p50": round(q[49], 3), "p95": round(q[94], 3), "p99": round(q[98], 3)}
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU a process has used so far (all its threads), from /proc."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU µs per event that each watched process (by name) spent between start and stop."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {k: v for k, v in pids.items() if v}
+        self._start: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self._start = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    def per_event(self, events: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k, p in self.pids.items():
+            before, after = self._start.get(k), cpu_seconds(p)
+            if before is not None and after is not None and events:
+                out[k] = round((after - before) * 1e6 / events, 2)
+        return out
 
 
 class Progress:
@@ -94,6 +126,7 @@ class Side:
     """Results of one side (service or engine) of one repetition."""
 
     ingest_events_per_s: float = 0.0
+    cpu_us_per_event: dict[str, float] = field(default_factory=dict)  # by process watched
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     delete_ms: float | None = None
     peak_rss_bytes: int | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from eventsapi.bench.measure import Loaded, Progress, Side, run_producers
+from eventsapi.bench.measure import CpuMeter, Loaded, Progress, Side, run_producers
 from eventsapi.bench.workload import Workload
 from eventsapi.client import AsyncEventsClient
 
@@ -34,6 +34,8 @@ async def bench_service(
             await asyncio.sleep(0.25)
 
     watcher = asyncio.create_task(watch_rss())
+    meter = CpuMeter({"service": args.service_pid, "engine": args.engine_pid})
+    meter.start()
     try:
         elapsed = await run_producers(
             batches, args.producers, client.send, progress, "service ingest", len(work.events)
@@ -44,7 +46,11 @@ async def bench_service(
     lost = client.counters.dropped + client.counters.rejected
     if lost or client.counters.sent != len(work.events):
         raise RuntimeError(f"the service stored {client.counters.sent} of {len(work.events)} events ({lost} refused)")
-    side = Side(ingest_events_per_s=round(len(work.events) / elapsed), peak_rss_bytes=peak_rss)
+    side = Side(
+        ingest_events_per_s=round(len(work.events) / elapsed),
+        peak_rss_bytes=peak_rss,
+        cpu_us_per_event=meter.per_event(len(work.events)),
+    )
 
     async def post(path: str, body: dict[str, Any]) -> None:
         async with session.post(f"{base}/{path}", json=body, headers=headers) as r:

@@ -22,8 +22,13 @@ class Workload:
     apps: list[str]
 
     @classmethod
-    def make(cls, args: argparse.Namespace, now_ms: int) -> Workload:
-        rnd = random.Random(42)
+    def make(
+        cls, args: argparse.Namespace, now_ms: int, order: str = "time", count: int | None = None, seed: int = 42
+    ) -> Workload:
+        """`count` (default --events) events over --spread; `order` "time" as producers send
+        them, "random" as a backfill, an import or a merge of late producers does."""
+        rnd = random.Random(seed)
+        count = args.events if count is None else count
         names = [f"event-{i}" for i in range(args.names)]
         apps = [f"app-{i}" for i in range(args.apps)]
         servers = [f"server-{i}" for i in range(args.servers)]
@@ -32,7 +37,7 @@ class Workload:
         prefix = uuid.uuid4().hex[:8]
         # In time order, as producers send them: each batch covers its own stretch of the
         # history (the InfluxDB stores read what a batch's time span already holds).
-        ats = sorted(now_ms - rnd.randrange(spread_ms) for _ in range(args.events))
+        ats = sorted(now_ms - rnd.randrange(spread_ms) for _ in range(count))
         events = [
             NewEvent(
                 f"{prefix}-{i:09d}",
@@ -42,8 +47,10 @@ class Workload:
                 ats[i],
                 json.dumps({"seq": i, "pad": pad}, separators=(",", ":")),
             )
-            for i in range(args.events)
+            for i in range(count)
         ]
+        if order == "random":
+            rnd.shuffle(events)
         return cls(events, names, apps)
 
     def batches(self, size: int) -> list[Sequence[NewEvent]]:

@@ -19,7 +19,7 @@ from eventsapi.stores import influxtail
 from eventsapi.stores.base import Store, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import NS_PER_MS, render_batches
-from eventsapi.stores.occupancy import EVERYTHING, Intent, Known, Occupancy, chunk_span, intent_line
+from eventsapi.stores.occupancy import EVERYTHING, Intent, Known, Occupancy, chunk_of, chunk_span, intent_line
 from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
 from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
@@ -92,11 +92,12 @@ class InfluxStore(InfluxKeys, Store):
         # the bucket holds comes from the occupancy memory, kept true across processes by
         # intents (occupancy.py).
         async with self._ledger.turn(bucket, ms):
-            known, generation = await self._known(bucket, ms)
-            placed = place(events, known)
+            chunks = chunk_of(ms)
+            known, generation = await self._known(bucket, chunks)
+            placed = place(events, known.slots)
             if not placed:
                 return
-            lo, hi = chunk_span(e.at for e, _ in placed)
+            lo, hi = chunk_span(chunks)
             try:
                 for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
                     await self._intend(bucket, lo, hi)
@@ -104,9 +105,9 @@ class InfluxStore(InfluxKeys, Store):
             except BaseException:
                 self.occupancy.forget_ms(bucket, ms)  # landed or not: read it again
                 raise
-            self.occupancy.record(bucket, placed, generation)
+            self.occupancy.record(bucket, placed, known, generation)
 
-    async def _known(self, bucket: str, ms: set[int]) -> tuple[Known, int]:
+    async def _known(self, bucket: str, chunks: set[int]) -> tuple[Known, int]:
         """What the bucket holds in the batch's milliseconds, reading only the minutes this
         process does not know or may no longer trust."""
         occ = self.occupancy
@@ -114,7 +115,7 @@ class InfluxStore(InfluxKeys, Store):
         occ.apply_intents(bucket, await self._intents(bucket, occ.intents_since(bucket, read_ns)), read_ns)
         while True:
             generation = occ.generation(bucket)
-            ranges, mine, pending = occ.claim(bucket, ms)
+            ranges, mine, pending = occ.claim(bucket, chunks)
             if mine:
                 try:
                     points = await self._occupied(bucket, ranges)
@@ -124,7 +125,7 @@ class InfluxStore(InfluxKeys, Store):
                 occ.fill(bucket, mine, points)
             for chunk in pending:
                 await chunk.ready.wait()
-            known = occ.known(bucket, ms)
+            known = occ.known(bucket, chunks)
             if known is not None and generation == occ.generation(bucket):
                 return known, generation
 

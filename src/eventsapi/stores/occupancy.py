@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from array import array
-from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, NS_PER_MS, encode_tag, escape_tag
+from eventsapi.stores.placement import Slots, id_mark
 from eventsapi.values import NewEvent
 
 CHUNK_MS = 60_000
@@ -53,54 +52,18 @@ FRESH_NS = SETTLE_NS * 3 // 4
 EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
 
 
-def point_key(at: int, event_id: str) -> int:
-    """The remembered form of an (at, id): 64 bits (Python's hash of the pair, per process;
-    Known.stored hashes the same tuple)."""
-    return hash((at, event_id))
-
-
-def _has(values: array[int], x: int) -> bool:
-    i = bisect_left(values, x)
-    return i < len(values) and values[i] == x
-
-
-def _fold(values: array[int], more: set[int]) -> array[int]:
-    return array("q", sorted(more.union(values)))
-
-
 class Chunk:
-    """One minute of one bucket: the point times it holds and the (at, id) keys it stored."""
+    """One minute of one bucket: its points (placement.Slots), once read from the engine."""
 
-    __slots__ = ("failed", "keys", "more_keys", "more_times", "ready", "times")
+    __slots__ = ("failed", "ready", "slots")
 
     def __init__(self) -> None:
         self.ready = asyncio.Event()
         self.failed = False
-        self.times: array[int] = array("q")
-        self.keys: array[int] = array("q")
-        self.more_times: set[int] = set()
-        self.more_keys: set[int] = set()
+        self.slots = Slots()
 
     def __len__(self) -> int:
-        return len(self.times) + len(self.more_times)
-
-    def taken(self, ns: int) -> bool:
-        return ns in self.more_times or _has(self.times, ns)
-
-    def stored(self, key: int) -> bool:
-        return key in self.more_keys or _has(self.keys, key)
-
-    def add(self, ns: int, key: int) -> None:
-        self.more_times.add(ns)
-        self.more_keys.add(key)
-
-    def settle(self) -> None:
-        """Fold the recent additions into the sorted arrays once they are many (amortised:
-        each point is copied a logarithmic number of times)."""
-        if len(self.more_times) > 512 + len(self.times) // 4:
-            self.times = _fold(self.times, self.more_times)
-            self.keys = _fold(self.keys, self.more_keys)
-            self.more_times, self.more_keys = set(), set()
+        return len(self.slots)
 
 
 @dataclass(frozen=True)
@@ -126,10 +89,14 @@ def parse_intent(ns: int, value: str) -> Intent | None:
     return Intent(parts[0], int(ns), int(parts[1]), int(parts[2]))
 
 
-def chunk_span(ms: Iterable[int]) -> tuple[int, int]:
-    """The chunk-aligned [lo, hi) milliseconds covering `ms`."""
-    values = list(ms)
-    return min(values) // CHUNK_MS * CHUNK_MS, (max(values) // CHUNK_MS + 1) * CHUNK_MS
+def chunk_of(ms: Iterable[int]) -> set[int]:
+    """The chunks (by index) of some milliseconds."""
+    return {m // CHUNK_MS for m in ms}
+
+
+def chunk_span(chunks: set[int]) -> tuple[int, int]:
+    """The [lo, hi) milliseconds of the chunks from the first to the last."""
+    return min(chunks) * CHUNK_MS, (max(chunks) + 1) * CHUNK_MS
 
 
 def chunk_ranges(indexes: Iterable[int], max_gap: int = 16, max_ranges: int = 64) -> list[tuple[int, int]]:
@@ -162,20 +129,15 @@ class _Bucket:
 
 
 class Known:
-    """What placement asks, answered from a bucket's ready chunks (every millisecond of the batch
-    is in one of them)."""
+    """The Slots of each millisecond of a batch, from a bucket's ready chunks."""
 
-    __slots__ = ("_chunks",)
+    __slots__ = ("chunks",)
 
     def __init__(self, chunks: dict[int, Chunk]) -> None:
-        self._chunks = chunks
+        self.chunks = chunks
 
-    def taken(self, ns: int) -> bool:
-        return self._chunks[ns // NS_PER_MS // CHUNK_MS].taken(ns)
-
-    def stored(self, key: tuple[int, str]) -> bool:
-        """Whether (at, id) is stored."""
-        return self._chunks[key[0] // CHUNK_MS].stored(hash(key))
+    def slots(self, at: int) -> Slots:
+        return self.chunks[at // CHUNK_MS].slots
 
 
 class Occupancy:
@@ -242,13 +204,13 @@ class Occupancy:
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def claim(self, bucket: str, ms: Iterable[int]) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
-        """For the milliseconds a batch touches: the [lo, hi) ms ranges to read, the chunks this
-        caller fills from that read, and the chunks another caller is filling."""
+    def claim(self, bucket: str, chunks: set[int]) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
+        """For the chunks a batch touches (chunk_of): the [lo, hi) ms ranges to read, the
+        chunks this caller fills from that read, and the chunks another caller is filling."""
         b = self._bucket(bucket)
-        missing = {m // CHUNK_MS for m in ms} - {i for i, c in b.chunks.items() if c.ready.is_set()}
-        pending = [b.chunks[i] for i in missing if i in b.chunks]
-        wanted = [i for i in missing if i not in b.chunks]
+        held = b.chunks
+        pending = [c for i in chunks if (c := held.get(i)) is not None and not c.ready.is_set()]
+        wanted = [i for i in chunks if i not in held]
         ranges = chunk_ranges(wanted)
         mine: dict[int, Chunk] = {}
         for lo, hi in ranges:
@@ -259,19 +221,14 @@ class Occupancy:
 
     def fill(self, bucket: str, mine: dict[int, Chunk], points: Iterable[tuple[int, str]]) -> None:
         """Fill the claimed chunks from what the engine holds in their ranges (time ns, id)."""
-        per: dict[int, tuple[list[int], list[int]]] = {i: ([], []) for i in mine}
-        for ns, event_id in points:
-            at = ns // NS_PER_MS
-            lists = per.get(at // CHUNK_MS)
-            if lists is not None:
-                lists[0].append(ns)
-                lists[1].append(point_key(at, event_id))
+        per: dict[int, list[tuple[int, str]]] = {i: [] for i in mine}
+        for point in points:
+            found = per.get(point[0] // NS_PER_MS // CHUNK_MS)
+            if found is not None:
+                found.append(point)
         b = self._bucket(bucket)
         for i, chunk in mine.items():
-            times, keys = per[i]
-            chunk.times = _fold(chunk.times, chunk.more_times.union(times))
-            chunk.keys = _fold(chunk.keys, chunk.more_keys.union(keys))
-            chunk.more_times, chunk.more_keys = set(), set()
+            chunk.slots.load(per[i])
             chunk.ready.set()
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
                 self._lru[(bucket, i)] = chunk
@@ -287,11 +244,11 @@ class Occupancy:
             chunk.failed = True
             chunk.ready.set()
 
-    def known(self, bucket: str, ms: Iterable[int]) -> Known | None:
-        """The placement view when every chunk of `ms` is ready, else None (read again)."""
+    def known(self, bucket: str, indexes: set[int]) -> Known | None:
+        """The placement view when every chunk is ready, else None (read again)."""
         b = self._bucket(bucket)
         chunks: dict[int, Chunk] = {}
-        for i in {m // CHUNK_MS for m in ms}:
+        for i in indexes:
             c = b.chunks.get(i)
             if c is None or not c.ready.is_set() or c.failed:
                 return None
@@ -302,26 +259,24 @@ class Occupancy:
     def generation(self, bucket: str) -> int:
         return self._bucket(bucket).generation
 
-    def record(self, bucket: str, placed: Sequence[tuple[NewEvent, int]], generation: int) -> None:
-        """What this process wrote and InfluxDB acknowledged. If a delete of the bucket ran
-        meanwhile, whether each point survived it is unknown: forget the chunks instead."""
+    def record(self, bucket: str, placed: Sequence[tuple[NewEvent, int]], known: Known, generation: int) -> None:
+        """What this process wrote and InfluxDB acknowledged. `place` marked it in the chunks
+        it used; a chunk read again meanwhile may have missed it, so it is marked there too. If
+        a delete of the bucket ran meanwhile, whether each point survived it is unknown: the
+        chunks are forgotten instead."""
         b = self._bucket(bucket)
         if generation != b.generation:
             self.forget_ms(bucket, (ns // NS_PER_MS for _, ns in placed))
             return
-        before: dict[int, int] = {}
-        for e, ns in placed:
-            i = e.at // CHUNK_MS
-            c = b.chunks.get(i)
-            if c is not None:
-                if i not in before:
-                    before[i] = len(c)
-                c.add(ns, point_key(e.at, e.id))
-        for i, n in before.items():
-            c = b.chunks[i]
-            c.settle()
-            if (bucket, i) in self._lru:  # counted once ready; a chunk being read counts at fill
-                self.points += len(c) - n
+        held = b.chunks
+        changed = [i for i, used in known.chunks.items() if held.get(i) is not used]
+        for i in changed:
+            now = held.get(i)
+            if now is not None:
+                for e, ns in placed:
+                    if e.at // CHUNK_MS == i:
+                        now.slots.marks[ns] = id_mark(e.id)
+        self.points += len(placed)  # an estimate for the budget; each chunk subtracts its size when it goes
         self._evict()
 
     def deleting(self, bucket: str) -> None:
@@ -344,7 +299,7 @@ class Occupancy:
     def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
         c = b.chunks.pop(i, None)
         if c is not None and self._lru.pop((bucket, i), None) is not None:
-            self.points -= len(c)
+            self.points = max(0, self.points - len(c))
 
     def _evict(self) -> None:
         while self.points > self.budget_points and self._lru:
@@ -352,4 +307,4 @@ class Occupancy:
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
-            self.points -= len(c)
+            self.points = max(0, self.points - len(c))

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Protocol
 
 from eventsapi.errors import MillisecondFull
 from eventsapi.stores.lineprotocol import NS_PER_MS
@@ -37,68 +36,85 @@ from eventsapi.values import NewEvent
 
 # (point time in ns, id) of a point already in the bucket.
 OccupiedPoint = tuple[int, str]
-
-
-class Known(Protocol):
-    """What placement asks of what the bucket already holds (occupancy.Known remembers it)."""
-
-    def taken(self, ns: int) -> bool:
-        """Whether some point of the bucket, in any series, has this time."""
-
-    def stored(self, key: tuple[int, str]) -> bool:
-        """Whether an event with this (at, id) is stored in the bucket."""
-
-
-class Points:
-    """Known over a list of points (time ns, id), as an occupancy read returns them."""
-
-    def __init__(self, occupied: Iterable[OccupiedPoint]) -> None:
-        self._times: set[int] = set()
-        self._keys: set[tuple[int, str]] = set()
-        for t, event_id in occupied:
-            self._times.add(t)
-            self._keys.add((t // NS_PER_MS, event_id))
-
-    def taken(self, ns: int) -> bool:
-        return ns in self._times
-
-    def stored(self, key: tuple[int, str]) -> bool:
-        return key in self._keys
+_MARK = (1 << 30) - 1
 
 
 def first_slot(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % NS_PER_MS
 
 
-def place(events: Sequence[NewEvent], known: Known) -> list[tuple[NewEvent, int]]:
-    """(event, point time in ns) for each event of the batch that must be written."""
-    taken, stored = known.taken, known.stored
-    times: set[int] = set()  # taken by this batch
-    keys: set[tuple[int, str]] = set()  # stored by this batch
-    crc32 = zlib.crc32
+def id_mark(event_id: str) -> int:
+    """What a point remembers of its event's id: 30 bits of its hash (per process)."""
+    return hash(event_id) & _MARK
+
+
+class Slots:
+    """The points of a bucket in some milliseconds, as placement needs them.
+
+    `marks` maps each point time to the id mark of the event on it. Every event is placed on
+    the first free slot probing from its id's first slot, so a stored (at, id) is found by the
+    same probe: it meets the event's mark before a free slot. The few points the probe would
+    not reach (a delete freed a slot before them) are kept whole in `displaced`. A false match
+    needs a point of another id on the probe's way with the same 30-bit mark: p ~ 10⁻⁹ times
+    the chance that the first slot is taken (~ points in that millisecond / 10⁶).
+    """
+
+    __slots__ = ("displaced", "marks")
+
+    def __init__(self, points: Iterable[OccupiedPoint] = ()) -> None:
+        self.marks: dict[int, int] = {}
+        self.displaced: set[tuple[int, str]] = set()
+        self.load(points)
+
+    def __len__(self) -> int:
+        return len(self.marks)
+
+    def load(self, points: Iterable[OccupiedPoint]) -> None:
+        points = list(points)
+        marks = self.marks
+        for ns, event_id in points:
+            mark = id_mark(event_id)
+            if marks.setdefault(ns, mark) != mark:  # two series with a point at one time
+                self.displaced.add((ns // NS_PER_MS, event_id))
+        for ns, event_id in points:
+            at = ns // NS_PER_MS
+            base, slot = at * NS_PER_MS, first_slot(event_id)
+            while base + slot != ns:
+                if base + slot not in marks:
+                    self.displaced.add((at, event_id))
+                    break
+                slot = (slot + 1) % NS_PER_MS
+
+    def take(self, at: int, event_id: str) -> int | None:
+        """The point time of a new event (at, id), marked taken; None when that (at, id) is
+        stored already (first write wins)."""
+        marks = self.marks
+        base = at * NS_PER_MS
+        slot = zlib.crc32(event_id.encode()) % NS_PER_MS
+        mark = hash(event_id) & _MARK
+        for _ in range(NS_PER_MS):
+            held = marks.get(base + slot)
+            if held is None:
+                if self.displaced and (at, event_id) in self.displaced:
+                    return None
+                marks[base + slot] = mark
+                return base + slot
+            if held == mark:
+                return None
+            slot = slot + 1 if slot + 1 < NS_PER_MS else 0
+        raise MillisecondFull(f"no free point left in millisecond {at} of the bucket")
+
+
+def place(events: Sequence[NewEvent], slots: Slots | Callable[[int], Slots]) -> list[tuple[NewEvent, int]]:
+    """(event, point time in ns) for each event of the batch that must be written; the points
+    are marked taken in `slots` (one Slots, or the Slots of each `at`)."""
+    pick = (lambda at: slots) if isinstance(slots, Slots) else slots
     out: list[tuple[NewEvent, int]] = []
     for e in events:
-        key = (e.at, e.id)
-        if key in keys or stored(key):
-            continue
-        keys.add(key)
-        base = e.at * NS_PER_MS
-        t = base + crc32(e.id.encode()) % NS_PER_MS
-        if t in times or taken(t):
-            t = _probe(e.at, t - base, times, taken)
-        times.add(t)
-        out.append((e, t))
+        t = pick(e.at).take(e.at, e.id)
+        if t is not None:
+            out.append((e, t))
     return out
-
-
-def _probe(at: int, slot: int, times: set[int], taken: Callable[[int], bool]) -> int:
-    """The first point time of millisecond `at` after `slot` that nothing holds."""
-    base = at * NS_PER_MS
-    for _ in range(NS_PER_MS):
-        slot = (slot + 1) % NS_PER_MS
-        if base + slot not in times and not taken(base + slot):
-            return base + slot
-    raise MillisecondFull(f"no free point left in millisecond {at} of the bucket")
 
 
 class _Turn:
