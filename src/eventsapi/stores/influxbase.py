@@ -94,18 +94,21 @@ class InfluxStore(InfluxKeys, Store):
         async with self._ledger.turn(bucket, ms):
             chunks = chunk_of(ms)
             known, generation = await self._known(bucket, chunks)
-            placed = place(events, known.slots)
-            if not placed:
-                return
-            lo, hi = chunk_span(chunks)
             try:
-                for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
-                    await self._intend(bucket, lo, hi)
-                    await self._write_lines(body)
+                # place() marks the points it gives in the memory: if they are not all written,
+                # forget those minutes (what landed is unknown; they are read again).
+                placed = place(events, known.slots)
+                if placed:
+                    lo, hi = chunk_span(chunks)
+                    for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
+                        await self._intend(bucket, lo, hi)
+                        await self._write_lines(body)
+                    self.occupancy.record(bucket, placed, known, generation)
             except BaseException:
-                self.occupancy.forget_ms(bucket, ms)  # landed or not: read it again
+                self.occupancy.forget_ms(bucket, ms)
                 raise
-            self.occupancy.record(bucket, placed, known, generation)
+            finally:
+                self.occupancy.evict()
 
     async def _known(self, bucket: str, chunks: set[int]) -> tuple[Known, int]:
         """What the bucket holds in the batch's milliseconds, reading only the minutes this

@@ -233,7 +233,7 @@ class Occupancy:
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
                 self._lru[(bucket, i)] = chunk
                 self.points += len(chunk)
-        self._evict()
+        # No eviction here: the batch that read these has yet to use them (evict() after it).
 
     def abandon(self, bucket: str, mine: dict[int, Chunk]) -> None:
         """The read for claimed chunks failed: drop them, wake whoever waits."""
@@ -277,7 +277,6 @@ class Occupancy:
                     if e.at // CHUNK_MS == i:
                         now.slots.marks[ns] = id_mark(e.id)
         self.points += len(placed)  # an estimate for the budget; each chunk subtracts its size when it goes
-        self._evict()
 
     def deleting(self, bucket: str) -> None:
         self._bucket(bucket).generation += 1
@@ -301,7 +300,9 @@ class Occupancy:
         if c is not None and self._lru.pop((bucket, i), None) is not None:
             self.points = max(0, self.points - len(c))
 
-    def _evict(self) -> None:
+    def evict(self) -> None:
+        """Drop the least recently used chunks while over the budget (after a batch used its
+        chunks: a batch larger than the budget still gets all of its chunks first)."""
         while self.points > self.budget_points and self._lru:
             (bucket, i), c = self._lru.popitem(last=False)
             b = self._buckets.get(bucket)

@@ -1,0 +1,258 @@
+"""The InfluxDB stores' occupancy memory (stores/occupancy.py): what a process remembers of a
+bucket's points, and how other writers' intents keep it true.
+
+Unit tests of the memory, then real influxd tests where two store objects stand for two
+processes (each its own memory and writer id) sharing one database: another writer's events,
+re-sends and deletes seen through intents, a writer that died between its intent and its write,
+a memory budget far below the bucket's size, and a volume run of random-order batches checked
+against a plain-Python oracle (EVENTSAPI_OCCUPANCY_EVENTS for larger runs, e.g. 1000000).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from eventsapi.config import Settings
+from eventsapi.stores.influxql import InfluxQLStore
+from eventsapi.stores.lineprotocol import render_lines
+from eventsapi.stores.occupancy import CHUNK_MS, SETTLE_NS, Intent, Occupancy, intent_line
+from eventsapi.stores.placement import Slots, first_slot, place
+from eventsapi.values import ExportQuery, NewEvent
+
+NS = 1_000_000
+T0 = 1_789_999_980_000  # the first millisecond of a minute
+
+
+def ev(i: str, at: int, data: str = "{}", name: str = "n") -> NewEvent:
+    return NewEvent(i, name, "a", "s", at, data)
+
+
+# -- the memory, alone -------------------------------------------------------------------------
+
+
+def test_slots_find_what_is_stored_and_place_what_is_not() -> None:
+    slots = Slots()
+    a, b = ev("evt-86", 5), ev("evt-1291", 5)  # the same first slot
+    assert first_slot(a.id) == first_slot(b.id)
+    ((_, ta),) = place([a], slots)
+    ((_, tb),) = place([b], slots)
+    assert tb == ta + 1
+    assert place([a, b], slots) == []  # both stored: first write wins
+    # Read back from the engine, the same points are found the same way.
+    again = Slots([(ta, "evt-86"), (tb, "evt-1291")])
+    assert place([b, a], again) == [] and not again.displaced
+
+
+def test_slots_keep_whole_the_points_their_probe_would_not_reach() -> None:
+    # evt-1291 sits past its first slot, and the point before it went (a delete): the probe
+    # from its first slot meets a free slot first, so the point is kept as displaced.
+    t, x = 5 * NS + first_slot("evt-1291"), first_slot("x")
+    slots = Slots([(t + 1, "evt-1291"), (x, "x"), (x, "y")])
+    assert slots.displaced == {(5, "evt-1291"), (0, "y")}  # y: a second series at x's time
+    assert place([ev("evt-1291", 5), ev("y", 0), ev("x", 0)], slots) == []
+    ((_, t2),) = place([ev("evt-1291", 6)], slots)  # another millisecond: another event
+    assert t2 == 6 * NS + first_slot("evt-1291")
+
+
+def test_intents_of_other_writers_make_their_minutes_unknown_until_they_settle() -> None:
+    occ = Occupancy(writer="me")
+    chunks = {T0 // CHUNK_MS, T0 // CHUNK_MS + 1}
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    assert occ.known("b", chunks) is not None
+    now = 10**18
+    # My own intents change nothing.
+    occ.apply_intents("b", [Intent("me", now, T0, T0 + 2 * CHUNK_MS)], now)
+    assert occ.known("b", chunks) is not None
+    # Another writer's intent on the second minute: that minute is read again...
+    other = Intent("w2", now, T0 + CHUNK_MS, T0 + 2 * CHUNK_MS)
+    occ.apply_intents("b", [other], now)
+    assert occ.known("b", {T0 // CHUNK_MS}) is not None
+    assert occ.known("b", chunks) is None
+    # ... and again at every batch while the intent may still cover writes in flight,
+    for later in (now + 1, now + SETTLE_NS // 2):
+        _, mine, _ = occ.claim("b", chunks)
+        assert set(mine) == {T0 // CHUNK_MS + 1}
+        occ.fill("b", mine, [])
+        occ.apply_intents("b", [other], later)  # read again: applied once, still unsettled
+        assert occ.known("b", chunks) is None
+    # then once more after it settled, and from then on it is trusted.
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    occ.apply_intents("b", [other], now + SETTLE_NS + 1)
+    assert occ.known("b", chunks) is None
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    occ.apply_intents("b", [other], now + SETTLE_NS + 2)
+    assert occ.known("b", chunks) is not None
+    # The next read starts SETTLE before the last one: an intent not yet visible then was
+    # recorded after that.
+    assert occ.intents_since("b", 0) == now + SETTLE_NS + 2 - SETTLE_NS
+
+
+def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_minutes() -> None:
+    occ = Occupancy(budget_points=100, writer="me")
+    first = {T0 // CHUNK_MS}
+    _, mine, _ = occ.claim("b", first)
+    occ.fill("b", mine, [(T0 * NS + i, f"p{i}") for i in range(60)])
+    known = occ.known("b", first)
+    assert known is not None
+    gen = occ.generation("b")
+    placed = place([ev("new", T0)], known.slots)
+    occ.deleting("b")  # a delete of the bucket started meanwhile
+    occ.record("b", placed, known, gen)
+    assert occ.known("b", first) is None  # read again: the delete may have removed it
+    # Budget: 100 points; two minutes of 60 cannot both stay, the older used goes.
+    for i in (10, 11):
+        _, mine, _ = occ.claim("b", {i})
+        occ.fill("b", mine, [(i * CHUNK_MS * NS + k, f"q{k}") for k in range(60)])
+        occ.evict()
+    assert occ.points <= 100
+    assert occ.known("b", {11}) is not None and occ.known("b", {10}) is None
+
+
+def test_intent_lines_carry_hostile_bucket_ids() -> None:
+    line = intent_line("a b,c=d", Intent("w1", 123, 0, 60_000)).decode()
+    assert line == 'eventsapi_writes,bucket_id=a\\ b\\,c\\=d m="w1 0 60000" 123\n'
+
+
+# -- two processes on a real influxd ----------------------------------------------------------
+
+
+@pytest.fixture
+async def pair(influxd: Any, tmp_path: Path) -> AsyncIterator[tuple[InfluxQLStore, InfluxQLStore, str]]:
+    db = "t_" + uuid.uuid4().hex[:12]
+    influxd.query(f'CREATE DATABASE "{db}"')
+    url = f"influxql://127.0.0.1:{influxd.port}/{db}"
+    settings = Settings(data_dir=tmp_path)
+    a, b = InfluxQLStore.from_url(url, settings), InfluxQLStore.from_url(url, settings)
+    await a.open()
+    await b.open()
+    try:
+        yield a, b, url
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def stored(store: InfluxQLStore, bucket: str) -> list[tuple[int, str, str, str]]:
+    """Every point of the bucket: (at, id, name, data), oldest first."""
+    out: list[tuple[int, str, str, str]] = []
+    after = None
+    while True:
+        rows, after = await store.export(ExportQuery(bucket), after, 5000)
+        out += [(e.at, e.id, e.name, bytes(e.data).decode()) for _, e in rows]
+        if after is None:
+            return out
+
+
+async def test_another_writers_events_resends_and_deletes_are_seen(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str],
+) -> None:
+    a, b, _ = pair
+    at = T0 + 17
+    # B knows the minute (it wrote there), then A writes there: an event whose first slot is
+    # the one B's next event will want, and an event B will be sent again.
+    await b.ingest("bk", [ev("warm", at + 5)])
+    await a.ingest("bk", [ev("evt-86", at, '{"by":"a"}'), ev("dup", at + 1, '{"first":true}')])
+    await b.ingest("bk", [ev("evt-1291", at, '{"by":"b"}'), ev("dup", at + 1, '{"first":false}')])
+    got = await stored(a, "bk")
+    assert sorted(got) == sorted(
+        [
+            (at, "evt-86", "n", '{"by":"a"}'),
+            (at, "evt-1291", "n", '{"by":"b"}'),
+            (at + 1, "dup", "n", '{"first":true}'),
+            (at + 5, "warm", "n", "{}"),
+        ]
+    )
+    # A deletes the bucket; B remembered "dup" as stored, but must store it again now.
+    await a.delete_all("bk")
+    await b.ingest("bk", [ev("dup", at + 1, '{"again":true}')])
+    assert await stored(a, "bk") == [(at + 1, "dup", "n", '{"again":true}')]
+
+
+async def test_a_writer_that_died_after_its_intent_is_waited_out(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str],
+) -> None:
+    a, b, _ = pair
+    at = T0 + 40
+    # A process recorded its intent and was killed before its write, which InfluxDB still
+    # applies a little later (a request in flight): B, which read the minute in between, must
+    # not trust what it read until the intent has settled.
+    ghost = Intent("ghost", time.time_ns(), T0, T0 + CHUNK_MS)
+    await a._write_lines(intent_line("bk", ghost))
+    await b.ingest("bk", [ev("warm", at + 1)])  # B reads the minute: the ghost's point is not there yet
+    late = ev("evt-86", at, '{"by":"ghost"}')
+    await a._write_lines(("\n".join(render_lines("bk", place([late], Slots()))) + "\n").encode())
+    await b.ingest("bk", [ev("evt-1291", at, '{"by":"b"}')])  # wants the ghost's point's slot
+    assert {(e[1], e[3]) for e in await stored(b, "bk")} == {
+        ("warm", "{}"),
+        ("evt-86", '{"by":"ghost"}'),
+        ("evt-1291", '{"by":"b"}'),
+    }
+
+
+async def test_random_order_batches_from_two_writers_with_resends_and_restarts(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str],
+) -> None:
+    """Random-order batches over 2 days from two writers (one with a memory budget far below the
+    bucket's size), re-sends through the other writer, reused ids with other payloads, bursts
+    in one millisecond, and a restart (a fresh memory): every (at, id) once, first write kept."""
+    a, b, url = pair
+    n = int(os.environ.get("EVENTSAPI_OCCUPANCY_EVENTS", "60000"))
+    rnd = random.Random(int(os.environ.get("EVENTSAPI_OCCUPANCY_SEED", "20261203")))
+    small = InfluxQLStore.from_url(url, replace(Settings(), influx_memory_points=2_000))
+    await small.open()
+    writers = [a, b, small]
+    oracle: dict[tuple[int, str], tuple[str, str]] = {}
+    sent: list[tuple[int, list[NewEvent]]] = []  # (writer, batch)
+    made = 0
+    try:
+        while made < n:
+            kind = rnd.random()
+            w = rnd.randrange(len(writers))
+            if kind < 0.3 and sent:  # a re-send through another writer, whole or another payload
+                first, batch = rnd.choice(sent)
+                w = (first + 1 + rnd.randrange(len(writers) - 1)) % len(writers)
+                if kind < 0.2:
+                    batch = [msgspec.structs.replace(e, data='{"reused":1}') for e in batch[:300]]
+            elif kind < 0.35:  # a burst in one millisecond
+                at = T0 + rnd.randrange(2 * 86_400_000)
+                batch = [ev(f"burst{made}-{i}", at, f'{{"i":{i}}}') for i in range(rnd.choice([50, 500]))]
+            else:
+                batch = [
+                    ev(f"e{made + i}", T0 + rnd.randrange(2 * 86_400_000), f'{{"i":{made + i}}}', rnd.choice("nmo"))
+                    for i in range(rnd.randrange(100, 5000))
+                ]
+            for e in batch:
+                oracle.setdefault((e.at, e.id), (e.name, e.data))
+            await writers[w].ingest("vol", batch)
+            sent.append((w, batch))
+            made += len(batch)
+            if rnd.random() < 0.05:  # a restart: that writer forgets everything
+                i = rnd.randrange(len(writers))
+                fresh = InfluxQLStore.from_url(
+                    url, replace(Settings(), influx_memory_points=2_000 if i == 2 else 4_000_000)
+                )
+                await fresh.open()
+                if writers[i] not in (a, b):
+                    await writers[i].close()
+                writers[i] = fresh
+        got = await stored(a, "vol")
+    finally:
+        for w in writers:
+            if w not in (a, b):
+                await w.close()
+    keys = [(at, i) for at, i, _, _ in got]
+    assert len(keys) == len(set(keys)), "an (at, id) stored twice"
+    assert {(at, i): (name, data) for at, i, name, data in got} == oracle
