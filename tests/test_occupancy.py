@@ -250,9 +250,9 @@ async def test_random_order_batches_from_two_writers_with_resends_and_restarts(
                 writers[i] = fresh
         got = await stored(a, "vol")
     finally:
-        for w in writers:
-            if w not in (a, b):
-                await w.close()
+        for writer in writers:
+            if writer not in (a, b):
+                await writer.close()
     keys = [(at, i) for at, i, _, _ in got]
     assert len(keys) == len(set(keys)), "an (at, id) stored twice"
     assert {(at, i): (name, data) for at, i, name, data in got} == oracle
