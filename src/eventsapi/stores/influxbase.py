@@ -10,6 +10,7 @@ marked abstract, each one query text (or a few) from its pure builder module.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -19,7 +20,17 @@ from eventsapi.stores import influxtail
 from eventsapi.stores.base import Store, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import NS_PER_MS, render_batches
-from eventsapi.stores.occupancy import EVERYTHING, Intent, Known, Occupancy, chunk_of, chunk_span, intent_line
+from eventsapi.stores.occupancy import (
+    CHUNK_MS,
+    EVERYTHING,
+    Chunk,
+    Intent,
+    Known,
+    Occupancy,
+    chunk_of,
+    chunk_span,
+    intent_line,
+)
 from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
 from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
@@ -38,7 +49,7 @@ def http_base(parts: SplitResult) -> str:
 class InfluxStore(InfluxKeys, Store):
     """An InfluxDB store, whatever its query language."""
 
-    def __init__(self, memory_points: int = 4_000_000) -> None:
+    def __init__(self, memory_points: int = 1_000_000) -> None:
         self._ledger = Ledger()
         self.occupancy = Occupancy(memory_points)
 
@@ -46,7 +57,7 @@ class InfluxStore(InfluxKeys, Store):
 
     @abc.abstractmethod
     async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
-        """The bucket's (time ns, id) points in the [lo, hi) millisecond ranges."""
+        """The bucket's (time ns, id) points in the [lo, hi) millisecond ranges (at most 16)."""
 
     @abc.abstractmethod
     async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
@@ -120,17 +131,30 @@ class InfluxStore(InfluxKeys, Store):
             generation = occ.generation(bucket)
             ranges, mine, pending = occ.claim(bucket, chunks)
             if mine:
-                try:
-                    points = await self._occupied(bucket, ranges)
-                except BaseException:
-                    occ.abandon(bucket, mine)
-                    raise
-                occ.fill(bucket, mine, points)
+                await self._read_chunks(bucket, ranges, mine)
             for chunk in pending:
                 await chunk.ready.wait()
             known = occ.known(bucket, chunks)
             if known is not None and generation == occ.generation(bucket):
                 return known, generation
+
+    async def _read_chunks(self, bucket: str, ranges: list[tuple[int, int]], mine: dict[int, Chunk]) -> None:
+        """Fill the claimed chunks: 16 ranges per read, up to 4 reads at once (reading a bucket's
+        history the first time is the engine's work, done on as many cores), each read's chunks
+        filled as it answers, so that memory holds one answer at a time per read."""
+        limit = asyncio.Semaphore(4)
+
+        async def read(group: list[tuple[int, int]]) -> None:
+            async with limit:
+                points = await self._occupied(bucket, group)
+            part = {i: c for i, c in mine.items() if any(lo <= i * CHUNK_MS < hi for lo, hi in group)}
+            self.occupancy.fill(bucket, part, points)
+
+        try:
+            await asyncio.gather(*(read(ranges[i : i + 16]) for i in range(0, len(ranges), 16)))
+        except BaseException:
+            self.occupancy.abandon(bucket, {i: c for i, c in mine.items() if not c.ready.is_set()})
+            raise
 
     async def _intend(self, bucket: str, lo_ms: int, hi_ms: int, always: bool = False) -> None:
         """Record an intent for [lo, hi) unless a recent one of this process covers it."""

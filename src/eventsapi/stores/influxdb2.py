@@ -105,12 +105,13 @@ class InfluxDB2Store(InfluxStore):
         return out
 
     async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
-        answers: list[list[dict[str, Any]]] = []
-        for i in range(0, len(ranges), 8):  # a few queries at a time, not 64 at once
-            answers += await asyncio.gather(
-                *(self._query(flux.occupied_query(self.bucket, bucket, lo, hi)) for lo, hi in ranges[i : i + 8])
-            )
-        return [(int(v["ns"]), v["_value"]) for rows in answers for v in rows]
+        # One query per range, in turn (the store runs up to 4 such reads at once).
+        out: list[OccupiedPoint] = []
+        for lo, hi in ranges:
+            out += [
+                (int(v["ns"]), v["_value"]) for v in await self._query(flux.occupied_query(self.bucket, bucket, lo, hi))
+            ]
+        return out
 
     async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
         found = (

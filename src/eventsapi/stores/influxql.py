@@ -159,23 +159,13 @@ class InfluxQLStore(InfluxStore):
 
     async def _occupied(self, bucket: str, ranges: list[tuple[int, int]]) -> list[OccupiedPoint]:
         statements = [text.occupied_query(bucket, lo, hi) for lo, hi in ranges]
-        # 16 statements per request (the params, the bucket, are the same for all), up to 4
-        # requests at once: reading a bucket's history the first time is the engine's work, and
-        # it answers concurrent queries on as many cores.
-        groups = [statements[i : i + 16] for i in range(0, len(statements), 16)]
-        limit = asyncio.Semaphore(4)
-
-        async def read(group: list[tuple[str, dict[str, str]]]) -> list[OccupiedPoint]:
-            async with limit:
-                answers = await self.query_many(";".join(q for q, _ in group), group[0][1])
-            out: list[OccupiedPoint] = []
-            for series in answers:
-                for s in series:
-                    t_ix, id_ix = s["columns"].index("time"), s["columns"].index("id")
-                    out += [(v[t_ix], v[id_ix]) for v in s["values"]]
-            return out
-
-        return [p for part in await asyncio.gather(*(read(g) for g in groups)) for p in part]
+        # One request: the params (the bucket) are the same for every statement.
+        out: list[OccupiedPoint] = []
+        for series in await self.query_many(";".join(q for q, _ in statements), statements[0][1]):
+            for s in series:
+                t_ix, id_ix = s["columns"].index("time"), s["columns"].index("id")
+                out += [(v[t_ix], v[id_ix]) for v in s["values"]]
+        return out
 
     async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
         found = (

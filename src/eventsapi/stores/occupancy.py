@@ -143,7 +143,7 @@ class Known:
 class Occupancy:
     """The chunks and intents of every bucket this process writes (see the module docstring)."""
 
-    def __init__(self, budget_points: int = 4_000_000, writer: str | None = None) -> None:
+    def __init__(self, budget_points: int = 1_000_000, writer: str | None = None) -> None:
         self.writer = writer or secrets.token_hex(6)
         self.budget_points = budget_points
         self.points = 0

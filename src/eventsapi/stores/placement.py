@@ -2,25 +2,24 @@
 
 InfluxDB keeps one point per (series, timestamp); a later write to the same point silently
 replaces the earlier one. An event's point time is its `at` (ms) x 10⁶ plus a *slot* in
-[0, 10⁶). Before a batch is written the store reads which points of the bucket already exist
-in the milliseconds the batch touches (time and `id` only: no tags, no payloads), and `place`
-then decides, for each event of the batch:
+[0, 10⁶). Knowing which points of the bucket already exist in the milliseconds a batch
+touches (`Slots`: occupancy.py remembers them, a minute at a time), `place` decides, for each
+event of the batch:
 
 - an event whose (at, id) is already stored in the bucket, or came earlier in the batch, is
   not written (first write wins: a re-send is a no-op and never replaces what was stored,
   whatever its payload, name, app or server);
 - every other event takes the first slot of its millisecond that no point of the bucket holds,
   whatever its series, probing from a hash of its id. (Only a point of the same series could
-  be overwritten, but treating every series' times as taken lets the read skip the tags: on
-  InfluxDB 1.6, 1.3 ms of CPU instead of 19 ms for a range past the cached data, 45 instead
-  of 51 ms for a range holding 5,000 points. A bucket keeps 10⁶ slots per millisecond.)
+  be overwritten, but treating every series' times as taken lets the store know a bucket's
+  points without their tags. A bucket keeps 10⁶ slots per millisecond.)
 
 So distinct events never share a point, and a re-send never lands on another event's point.
 
-Reads and writes of concurrent ingests must not interleave, or two of them could both see a
-slot free and both take it. Within a process, `Ledger` makes every ingest that touches the
-same milliseconds of a bucket wait for the earlier ones to finish before it reads. Between
-replicas there is no lock (InfluxDB has no compare-and-set); docs/influx.md states the bound.
+Concurrent ingests must not interleave, or two of them could both see a slot free and both
+take it. Within a process, `Ledger` makes every ingest that touches the same milliseconds of a
+bucket wait for the earlier ones to finish. Between processes, occupancy.py's intents;
+docs/influx.md states what they leave.
 """
 
 from __future__ import annotations
