@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Run the tests"). On a fresh Debian/Ubuntu machine it
 # installs what the tests need — a venv with the package and its test extras, Debian's
-# `influxdb` (InfluxDB 1.x, whose `influxd` the tests start themselves), the npm Flux checker —
+# `influxdb` (InfluxDB 1.x, whose `influxd` the tests start themselves) and `nginx`, the npm
+# Flux checker —
 # then runs ruff, mypy and pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,15 @@ fi
 # The Debian package may start a system influxd on :8086; the tests use their own, so stop it.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet influxdb 2>/dev/null; then
   $SUDO systemctl stop influxdb || true
+fi
+
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "== installing Debian's nginx for the bucket-affine proxy test (deploy/nginx/)"
+  apt_install nginx
+fi
+# The package may start a system nginx on :80; the test runs its own, so stop it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  $SUDO systemctl stop nginx || true
 fi
 
 if [ ! -f tests/flux/node_modules/@influxdata/flux-lsp-browser/flux-lsp-browser_bg.wasm ]; then

@@ -40,7 +40,8 @@ def test_compose_runs_the_service_against_initialised_influxdb2() -> None:
     for key in ("ORG", "BUCKET", "ADMIN_TOKEN", "USERNAME", "PASSWORD"):
         assert env[f"DOCKER_INFLUXDB_INIT_{key}"]
     assert "healthcheck" in influx and any(v.endswith(":/var/lib/influxdb2") for v in influx["volumes"])
-    svc = compose["services"]["eventsapi"]
+    svc = compose["services"]["eventsapi-1"]
+    assert compose["services"]["eventsapi-2"]["environment"] == svc["environment"]
     assert svc["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
     assert svc["depends_on"]["influxdb"]["condition"] == "service_healthy"
     senv = svc["environment"]
@@ -50,7 +51,15 @@ def test_compose_runs_the_service_against_initialised_influxdb2() -> None:
     assert senv["EVENTSAPI_INFLUXDB_TOKEN"] == env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
     assert set(senv) <= CONFIG_VARS
     assert "/readyz" in " ".join(svc["healthcheck"]["test"])
-    assert set(compose["volumes"]) == {"influxdb-data", "eventsapi-data"}
+    assert set(compose["volumes"]) == {"influxdb-data", "eventsapi-data-1", "eventsapi-data-2"}
+    # The bucket-affine proxy mounts the files tests/test_proxy.py runs with a real nginx.
+    proxy = compose["services"]["proxy"]
+    mounted = {v.split(":")[0] for v in proxy["volumes"]}
+    assert mounted == {"./deploy/nginx/eventsapi.conf", "./deploy/nginx/upstream-compose.conf"}
+    assert all((ROOT / m).is_file() for m in mounted)
+    upstream = (ROOT / "deploy/nginx/upstream-compose.conf").read_text()
+    assert "hash $eventsapi_key consistent;" in upstream
+    assert set(re.findall(r"server (eventsapi-\d):8080;", upstream)) == {"eventsapi-1", "eventsapi-2"}
 
 
 def test_dockerfile_is_slim_pinned_and_non_root() -> None:
@@ -108,14 +117,23 @@ def test_kubernetes_manifest_is_complete() -> None:
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    influx = by_kind["StatefulSet"][0]
+    named = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    influx = named[("StatefulSet", "influxdb")]
     assert influx["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "influxdb-data"
     service_names = {s["metadata"]["name"] for s in by_kind["Service"]}
-    app = by_kind["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]
+    replicas = named[("StatefulSet", "eventsapi")]
+    app = replicas["spec"]["template"]["spec"]["containers"][0]
     store = next(e["value"] for e in app["env"] if e["name"] == "EVENTSAPI_STORE")
     assert store.split("://", 1)[1].split(":", 1)[0] in service_names
     header = (ROOT / "deploy/kubernetes.yaml").read_text().split("apiVersion", 1)[0]
-    for d in (influx, by_kind["Deployment"][0]):
+    # The proxy: deploy/nginx/eventsapi.conf verbatim, an upstream line per replica's pod name.
+    proxy = named[("ConfigMap", "eventsapi-proxy")]["data"]
+    assert proxy["eventsapi.conf"] == (ROOT / "deploy/nginx/eventsapi.conf").read_text()
+    pods = re.findall(r"server (eventsapi-\d+)\.(eventsapi-pods)\.", proxy["upstream.conf"])
+    assert pods == [(f"eventsapi-{i}", replicas["spec"]["serviceName"]) for i in range(replicas["spec"]["replicas"])]
+    assert named[("Service", "eventsapi-pods")]["spec"]["clusterIP"] == "None"
+    assert named[("Service", "eventsapi")]["spec"]["selector"] == {"app": "eventsapi-proxy"}
+    for d in (influx, replicas):
         for c in d["spec"]["template"]["spec"]["containers"]:
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
@@ -135,22 +153,26 @@ def test_compose_file_is_valid_against_the_compose_specification() -> None:
     validator = jsonschema.Draft201909Validator(schema)
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert [e.message for e in validator.iter_errors(compose)] == []
-    compose["services"]["eventsapi"]["ports"] = "8080:8080"  # a string where a list belongs
+    compose["services"]["proxy"]["ports"] = "8080:8080"  # a string where a list belongs
     assert list(validator.iter_errors(compose))
 
 
 def test_kubernetes_probes_point_at_real_routes() -> None:
     docs = k8s_docs()
-    kinds = {d["kind"]: d for d in docs}
-    assert set(kinds) == {"StatefulSet", "Deployment", "Service"}
-    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    named = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert {k for k, _ in named} == {"StatefulSet", "Deployment", "Service", "ConfigMap"}
+    replicas = named[("StatefulSet", "eventsapi")]
+    container = replicas["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {e["name"] for e in container["env"]} <= CONFIG_VARS
     app = create_app(Settings(jwt_secret="x"))
     paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert {"/healthz", "/readyz"} <= paths
-    assert kinds["Deployment"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert replicas["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    # The proxy's readiness probe passes through to a replica's /healthz.
+    proxy = named[("Deployment", "eventsapi-proxy")]["spec"]["template"]["spec"]["containers"][0]
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_relative_links_in_the_docs_resolve_inside_the_clone() -> None:

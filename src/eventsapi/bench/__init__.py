@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from eventsapi.bench.engines import bench_influxql, bench_sqlite, prefill_influxql
-from eventsapi.bench.measure import Loaded, Progress, Side, percentiles, sample_sides
+from eventsapi.bench.measure import Loaded, Progress, Side, percentiles, sample_sides, settle
 from eventsapi.bench.service import bench_service
 from eventsapi.bench.workload import Workload
 
@@ -163,6 +163,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 if prefilled:
                     before = Workload.make(args, now_ms, "random", args.prefill, seed=7)
                     await prefill_influxql([args.service_store, args.engine], bucket, before, session, progress)
+                    progress(f"repeat {rep + 1}/{args.repeat}, {label}: waiting for the engine to settle")
+                    await settle(args.engine_pid)
                 work = Workload.make(args, now_ms, order)
                 loaded = [await bench_service(args, work, session, bucket, progress)]
                 if args.engine:

@@ -66,7 +66,8 @@ async def bench_influxql(
         bodies, args.producers, _influx_sender(session, args.engine), progress, "engine ingest", len(work.events)
     )
     side = Side(
-        ingest_events_per_s=round(len(work.events) / elapsed), cpu_us_per_event=meter.per_event(len(work.events))
+        ingest_events_per_s=round(len(work.events) / elapsed),
+        cpu_us_per_event=await meter.settled_per_event(len(work.events)),
     )
     now_ms = int(time.time() * 1000)
 
@@ -125,7 +126,8 @@ async def bench_sqlite(args: argparse.Namespace, work: Workload, bucket: str, pr
         work.batches(args.batch), args.producers, send, progress, "engine ingest", len(work.events)
     )
     side = Side(
-        ingest_events_per_s=round(len(work.events) / elapsed), cpu_us_per_event=meter.per_event(len(work.events))
+        ingest_events_per_s=round(len(work.events) / elapsed),
+        cpu_us_per_event=await meter.settled_per_event(len(work.events)),
     )
     from zoneinfo import ZoneInfo
 

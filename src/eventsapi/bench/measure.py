@@ -32,6 +32,21 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def settle(pid: int | None, limit_s: float = 90.0) -> None:
+    """Wait until a process is idle (under 5 % of a core for a second): an engine compacts what
+    it was just sent, and that work belongs to the phase that sent it."""
+    if not pid:
+        return
+    deadline = time.monotonic() + limit_s
+    last = cpu_seconds(pid)
+    while time.monotonic() < deadline and last is not None:
+        await asyncio.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now is None or now - last < 0.05:
+            return
+        last = now
+
+
 class CpuMeter:
     """CPU µs per event that each watched process (by name) spent between start and stop."""
 
@@ -41,6 +56,11 @@ class CpuMeter:
 
     def start(self) -> None:
         self._start = {k: cpu_seconds(p) for k, p in self.pids.items()}
+
+    async def settled_per_event(self, events: int) -> dict[str, float]:
+        """per_event once the watched engine is idle again (its compactions count)."""
+        await settle(self.pids.get("engine"))
+        return self.per_event(events)
 
     def per_event(self, events: int) -> dict[str, float]:
         out: dict[str, float] = {}

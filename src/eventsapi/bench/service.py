@@ -49,7 +49,7 @@ async def bench_service(
     side = Side(
         ingest_events_per_s=round(len(work.events) / elapsed),
         peak_rss_bytes=peak_rss,
-        cpu_us_per_event=meter.per_event(len(work.events)),
+        cpu_us_per_event=await meter.settled_per_event(len(work.events)),
     )
 
     async def post(path: str, body: dict[str, Any]) -> None:
