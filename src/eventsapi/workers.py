@@ -13,6 +13,7 @@ Workers share only the store, like replicas: SQLite serialises their writes on i
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -28,6 +29,13 @@ log = logging.getLogger("eventsapi")
 CRASH_LOOP = (5, 10.0)  # this many deaths within this many seconds: give up
 
 
+def _die_with_parent() -> None:
+    """In a worker, before it runs: on Linux, SIGTERM when the parent dies, even killed with
+    SIGKILL, so that no worker goes on serving the port alone (prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 def run_workers(count: int, serve_args: Sequence[str]) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="eventsapi-metrics-")
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "EVENTSAPI_WORKERS": "1", "EVENTSAPI_REUSE_PORT": "1"}
@@ -37,7 +45,9 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
     stopping = False
 
     def start() -> None:
-        proc = subprocess.Popen(command, env=env)
+        proc = subprocess.Popen(
+            command, env=env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
+        )
         workers[proc.pid] = proc
         log.info("worker %d started", proc.pid)
 
