@@ -113,12 +113,13 @@ def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_mi
     occ.record("b", placed, known, gen)
     assert occ.known("b", first) is None  # read again: the delete may have removed it
     # Budget: 100 points; two minutes of 60 cannot both stay, the older used goes.
-    for i in (10, 11):
+    for i in (10, 500):
         _, mine, _ = occ.claim("b", {i})
+        assert set(mine) == set(range(i, i + 61))  # an hour read ahead
         occ.fill("b", mine, [(i * CHUNK_MS * NS + k, f"q{k}") for k in range(60)])
         occ.evict()
     assert occ.points <= 100
-    assert occ.known("b", {11}) is not None and occ.known("b", {10}) is None
+    assert occ.known("b", {500}) is not None and occ.known("b", {10}) is None
 
 
 def test_intent_lines_carry_hostile_bucket_ids() -> None:

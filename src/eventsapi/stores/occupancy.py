@@ -49,7 +49,8 @@ SETTLE_NS = 120 * 1_000_000_000
 # A write starts under one of its writer's intents only if that is younger than this: 30 s
 # are left for it to finish.
 FRESH_NS = SETTLE_NS * 3 // 4
-EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
+EVERYTHING = (0, 1 << 53)
+READ_AHEAD = 60  # chunks read past the last one a batch needs  # a delete of all of a bucket's time
 
 
 class Chunk:
@@ -211,6 +212,12 @@ class Occupancy:
         held = b.chunks
         pending = [c for i in chunks if (c := held.get(i)) is not None and not c.ready.is_set()]
         wanted = [i for i in chunks if i not in held]
+        if wanted:
+            # Read ahead: producers in time order will want the next minutes soon, and on
+            # InfluxDB 1.x every read copies what the write cache holds of each series it
+            # reads, so one read of an hour costs much less than sixty of a minute.
+            last = max(wanted)
+            wanted += [i for i in range(last + 1, last + 1 + READ_AHEAD) if i not in held]
         ranges = chunk_ranges(wanted)
         mine: dict[int, Chunk] = {}
         for lo, hi in ranges:
