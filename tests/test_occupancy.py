@@ -25,7 +25,7 @@ import pytest
 from eventsapi.config import Settings
 from eventsapi.stores.influxql import InfluxQLStore
 from eventsapi.stores.lineprotocol import render_lines
-from eventsapi.stores.occupancy import CHUNK_MS, SETTLE_NS, Intent, Occupancy, intent_line
+from eventsapi.stores.occupancy import CHUNK_MS, CHUNK_POINTS, SETTLE_NS, Intent, Occupancy, intent_line
 from eventsapi.stores.placement import Slots, first_slot, place
 from eventsapi.values import ExportQuery, NewEvent
 
@@ -101,7 +101,8 @@ def test_intents_of_other_writers_make_their_minutes_unknown_until_they_settle()
 
 
 def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_minutes() -> None:
-    occ = Occupancy(budget_points=100, writer="me")
+    budget = 1441 * CHUNK_POINTS + 100  # what a day's chunks cost, and 100 points
+    occ = Occupancy(budget_points=budget, writer="me")
     first = {T0 // CHUNK_MS}
     _, mine, _ = occ.claim("b", first)
     occ.fill("b", mine, [(T0 * NS + i, f"p{i}") for i in range(60)])
@@ -112,14 +113,14 @@ def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_mi
     occ.deleting("b")  # a delete of the bucket started meanwhile
     occ.record("b", placed, known, gen)
     assert occ.known("b", first) is None  # read again: the delete may have removed it
-    # Budget: 100 points; two minutes of 60 cannot both stay, the older used goes.
-    for i in (10, 500):
+    # Two reads of a minute and the day after it cannot both stay: the older minute goes.
+    for i in (10, 5000):
         _, mine, _ = occ.claim("b", {i})
-        assert set(mine) == set(range(i, i + 61))  # an hour read ahead
+        assert set(mine) == set(range(i, i + 1441))  # a day read ahead
         occ.fill("b", mine, [(i * CHUNK_MS * NS + k, f"q{k}") for k in range(60)])
         occ.evict()
-    assert occ.points <= 100
-    assert occ.known("b", {500}) is not None and occ.known("b", {10}) is None
+    assert occ.points <= budget
+    assert occ.known("b", {5000}) is not None and occ.known("b", {10}) is None
 
 
 def test_intent_lines_carry_hostile_bucket_ids() -> None:

@@ -49,8 +49,9 @@ SETTLE_NS = 120 * 1_000_000_000
 # A write starts under one of its writer's intents only if that is younger than this: 30 s
 # are left for it to finish.
 FRESH_NS = SETTLE_NS * 3 // 4
-EVERYTHING = (0, 1 << 53)
-READ_AHEAD = 60  # chunks read past the last one a batch needs  # a delete of all of a bucket's time
+EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
+READ_AHEAD = 1_440  # chunks (a day) read past the last one a batch needs
+CHUNK_POINTS = 8  # what a chunk costs of the budget besides its points (~1 KB even empty)
 
 
 class Chunk:
@@ -213,9 +214,10 @@ class Occupancy:
         pending = [c for i in chunks if (c := held.get(i)) is not None and not c.ready.is_set()]
         wanted = [i for i in chunks if i not in held]
         if wanted:
-            # Read ahead: producers in time order will want the next minutes soon, and on
+            # Read a day ahead: producers in time order will want the next minutes soon, and on
             # InfluxDB 1.x every read copies what the write cache holds of each series it
-            # reads, so one read of an hour costs much less than sixty of a minute.
+            # reads, so one read of a day costs much less than many of a few minutes. Ahead of
+            # live producers lies the future: nothing to read.
             last = max(wanted)
             wanted += [i for i in range(last + 1, last + 1 + READ_AHEAD) if i not in held]
         ranges = chunk_ranges(wanted)
@@ -239,7 +241,7 @@ class Occupancy:
             chunk.ready.set()
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
                 self._lru[(bucket, i)] = chunk
-                self.points += len(chunk)
+                self.points += len(chunk) + CHUNK_POINTS
         # No eviction here: the batch that read these has yet to use them (evict() after it).
 
     def abandon(self, bucket: str, mine: dict[int, Chunk]) -> None:
@@ -305,7 +307,7 @@ class Occupancy:
     def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
         c = b.chunks.pop(i, None)
         if c is not None and self._lru.pop((bucket, i), None) is not None:
-            self.points = max(0, self.points - len(c))
+            self.points = max(0, self.points - len(c) - CHUNK_POINTS)
 
     def evict(self) -> None:
         """Drop the least recently used chunks while over the budget (after a batch used its
@@ -315,4 +317,4 @@ class Occupancy:
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
-            self.points = max(0, self.points - len(c))
+            self.points = max(0, self.points - len(c) - CHUNK_POINTS)
