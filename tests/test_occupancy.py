@@ -136,7 +136,9 @@ async def pair(influxd: Any, tmp_path: Path) -> AsyncIterator[tuple[InfluxQLStor
     db = "t_" + uuid.uuid4().hex[:12]
     influxd.query(f'CREATE DATABASE "{db}"')
     url = f"influxql://127.0.0.1:{influxd.port}/{db}"
-    settings = Settings(data_dir=tmp_path)
+    # A budget above the biggest run's points (EVENTSAPI_OCCUPANCY_EVENTS=1000000): a smaller one
+    # is the third writer's.
+    settings = Settings(data_dir=tmp_path, influx_memory_points=4_000_000)
     a, b = InfluxQLStore.from_url(url, settings), InfluxQLStore.from_url(url, settings)
     await a.open()
     await b.open()

@@ -73,7 +73,17 @@ http {{
 """
     )
     nginx = subprocess.Popen(
-        [nginx_binary(), "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path), "-g", "daemon off;"],
+        [
+            nginx_binary(),
+            "-e",
+            str(tmp_path / "nginx-error.log"),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-p",
+            str(tmp_path),
+            "-g",
+            "daemon off;",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
