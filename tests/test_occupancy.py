@@ -265,3 +265,15 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
     keys = [(at, i) for at, i, _, _ in got]
     assert len(keys) == len(set(keys)), "an (at, id) stored twice"
     assert {(at, i): (name, data) for at, i, name, data in got} == oracle
+
+
+def test_a_writer_reuses_its_intent_only_while_its_writes_can_land_within_it() -> None:
+    now = 10**18
+    for timeout_s, reused_at in ((10, 99), (60, 49), (200, None)):
+        occ = Occupancy(writer="me", write_timeout_s=timeout_s)
+        occ.recorded("b", occ.own_intent("b", 0, CHUNK_MS, now))
+        for s in (1, 49, 99, 101):
+            # Reused while 120 s - the store timeout - 10 s have not passed: its writes land in time.
+            expect = reused_at is not None and s <= reused_at
+            assert occ.covering("b", 0, CHUNK_MS, now + s * 10**9) is expect, (timeout_s, s)
+        assert not occ.covering("b", 0, 2 * CHUNK_MS, now)  # a wider span needs a new intent

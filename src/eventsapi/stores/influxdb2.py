@@ -36,7 +36,7 @@ class InfluxDB2Store(InfluxStore):
     name = "influxdb2"
 
     def __init__(self, url: str, org: str, bucket: str, settings: Settings) -> None:
-        super().__init__(settings.influx_memory_points)
+        super().__init__(settings.influx_memory_points, settings.store_timeout)
         self.url = url
         self.org = org
         self.bucket = bucket

@@ -44,7 +44,7 @@ class InfluxQLStore(InfluxStore):
     name = "influxql"
 
     def __init__(self, base_url: str, database: str, settings: Settings, create: bool = False) -> None:
-        super().__init__(settings.influx_memory_points)
+        super().__init__(settings.influx_memory_points, settings.store_timeout)
         self.base_url = base_url.rstrip("/")
         self.database = database
         self.create = create  # CREATE DATABASE on start-up (needs admin rights); off by default

@@ -41,14 +41,10 @@ from eventsapi.stores.placement import Slots, id_mark
 from eventsapi.values import NewEvent
 
 CHUNK_MS = 60_000
-# How long an intent covers its writer's writes. The writer never starts a write under an older
-# one (it records a new intent); every store call gives up after EVENTSAPI_STORE_TIMEOUT (10 s
-# by default) and InfluxDB's own write timeout is 10 s, so 120 s leaves room for both and for
-# clocks a little apart.
+# How long an intent covers its writer's writes: the writer starts no write under an intent
+# older than SETTLE less the longest a write may take (the store timeout) less 10 s for clocks a
+# little apart, so every write it covers has landed or failed within SETTLE.
 SETTLE_NS = 120 * 1_000_000_000
-# A write starts under one of its writer's intents only if that is younger than this: 30 s
-# are left for it to finish.
-FRESH_NS = SETTLE_NS * 3 // 4
 EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
 READ_AHEAD = 1_440  # chunks (a day) read past the last one a batch needs
 CHUNK_POINTS = 8  # what a chunk costs of the budget besides its points (~1 KB even empty)
@@ -145,9 +141,11 @@ class Known:
 class Occupancy:
     """The chunks and intents of every bucket this process writes (see the module docstring)."""
 
-    def __init__(self, budget_points: int = 1_000_000, writer: str | None = None) -> None:
+    def __init__(self, budget_points: int = 1_000_000, writer: str | None = None, write_timeout_s: float = 10) -> None:
         self.writer = writer or secrets.token_hex(6)
         self.budget_points = budget_points
+        # How young an own intent must be for a write to start under it (0: a new one each time).
+        self.fresh_ns = max(0, SETTLE_NS - int((write_timeout_s + 10) * 1e9))
         self.points = 0
         self._buckets: dict[str, _Bucket] = {}
         self._lru: OrderedDict[tuple[str, int], Chunk] = OrderedDict()
@@ -201,7 +199,8 @@ class Occupancy:
     def covering(self, bucket: str, lo_ms: int, hi_ms: int, now_ns: int) -> bool:
         """Whether a write of [lo, hi) may start now under one of this writer's intents."""
         return any(
-            it.lo_ms <= lo_ms and hi_ms <= it.hi_ms and now_ns < it.ns + FRESH_NS for it in self._bucket(bucket).own
+            it.lo_ms <= lo_ms and hi_ms <= it.hi_ms and now_ns < it.ns + self.fresh_ns
+            for it in self._bucket(bucket).own
         )
 
     # -- chunks -----------------------------------------------------------------------------
