@@ -206,13 +206,12 @@ def test_placement_skips_what_is_stored_first_write_wins() -> None:
     assert len(place([msgspec.structs.replace(e, at=6)], Slots(stored))) == 1
 
 
-def test_chunk_ranges_merge_close_chunks_and_cap_the_count() -> None:
+def test_chunk_ranges_merge_close_chunks_only() -> None:
     assert chunk_ranges([]) == []
     assert chunk_ranges([5, 5, 7, 200]) == [(5, 8), (200, 201)]
-    spread = [i * 100 for i in range(100)]
-    capped = chunk_ranges(spread, max_ranges=10)
-    assert len(capped) == 10
-    assert all(any(lo <= m < hi for lo, hi in capped) for m in spread)
+    # A batch spread over a year: as many ranges as runs, never the minutes between them.
+    spread = [i * 1000 for i in range(500)]
+    assert chunk_ranges(spread) == [(m, m + 1) for m in spread]
 
 
 async def test_ledger_orders_overlapping_turns_only() -> None:

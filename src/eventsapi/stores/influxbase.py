@@ -147,7 +147,7 @@ class InfluxStore(InfluxKeys, Store):
         async def read(group: list[tuple[int, int]]) -> None:
             async with limit:
                 points = await self._occupied(bucket, group)
-            part = {i: c for i, c in mine.items() if any(lo <= i * CHUNK_MS < hi for lo, hi in group)}
+            part = {i: mine[i] for lo, hi in group for i in range(lo // CHUNK_MS, hi // CHUNK_MS) if i in mine}
             self.occupancy.fill(bucket, part, points)
 
         try:

@@ -97,9 +97,10 @@ def chunk_span(chunks: set[int]) -> tuple[int, int]:
     return min(chunks) * CHUNK_MS, (max(chunks) + 1) * CHUNK_MS
 
 
-def chunk_ranges(indexes: Iterable[int], max_gap: int = 16, max_ranges: int = 64) -> list[tuple[int, int]]:
+def chunk_ranges(indexes: Iterable[int], max_gap: int = 16) -> list[tuple[int, int]]:
     """[lo, hi) chunk-index ranges covering `indexes`: runs closer than `max_gap` chunks share a
-    range (reading a few minutes more is cheaper than another statement), at most `max_ranges`."""
+    range (reading a few minutes more is cheaper than another statement). Runs further apart stay
+    apart, however many: a batch spread over a year must not claim every minute between."""
     values = sorted(set(indexes))
     if not values:
         return []
@@ -109,10 +110,6 @@ def chunk_ranges(indexes: Iterable[int], max_gap: int = 16, max_ranges: int = 64
             runs[-1][1] = v + 1
         else:
             runs.append([v, v + 1])
-    while len(runs) > max_ranges:
-        i = min(range(1, len(runs)), key=lambda k: runs[k][0] - runs[k - 1][1])
-        runs[i - 1][1] = runs[i][1]
-        del runs[i]
     return [(lo, hi) for lo, hi in runs]
 
 
