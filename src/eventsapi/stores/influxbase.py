@@ -49,7 +49,7 @@ def http_base(parts: SplitResult) -> str:
 class InfluxStore(InfluxKeys, Store):
     """An InfluxDB store, whatever its query language."""
 
-    def __init__(self, memory_points: int = 1_000_000, write_timeout_s: float = 10) -> None:
+    def __init__(self, memory_points: int, write_timeout_s: float) -> None:
         self._ledger = Ledger()
         self.occupancy = Occupancy(memory_points, write_timeout_s=write_timeout_s)
 

@@ -303,7 +303,7 @@ class Occupancy:
     def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
         c = b.chunks.pop(i, None)
         if c is not None and self._lru.pop((bucket, i), None) is not None:
-            self.points = max(0, self.points - len(c) - CHUNK_POINTS)
+            self._uncount(c)
 
     def evict(self) -> None:
         """Drop the least recently used chunks while over the budget (after a batch used its
@@ -313,4 +313,8 @@ class Occupancy:
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
-            self.points = max(0, self.points - len(c) - CHUNK_POINTS)
+            self._uncount(c)
+
+    def _uncount(self, chunk: Chunk) -> None:
+        """A chunk left the LRU: give its share of the budget back."""
+        self.points = max(0, self.points - len(chunk) - CHUNK_POINTS)

@@ -89,6 +89,7 @@ class Slots:
         stored already (first write wins)."""
         marks = self.marks
         base = at * NS_PER_MS
+        # first_slot and id_mark, inline: this runs once per ingested event.
         slot = zlib.crc32(event_id.encode()) % NS_PER_MS
         mark = hash(event_id) & _MARK
         for _ in range(NS_PER_MS):
