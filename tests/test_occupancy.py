@@ -109,7 +109,7 @@ def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_mi
     known = occ.known("b", first)
     assert known is not None
     gen = occ.generation("b")
-    placed = place([ev("new", T0)], known.slots)
+    placed = place([ev("new", T0)], known.slots, CHUNK_MS)
     occ.deleting("b")  # a delete of the bucket started meanwhile
     occ.record("b", placed, known, gen)
     assert occ.known("b", first) is None  # read again: the delete may have removed it

@@ -108,7 +108,7 @@ class InfluxStore(InfluxKeys, Store):
             try:
                 # place() marks the points it gives in the memory: if they are not all written,
                 # forget those minutes (what landed is unknown; they are read again).
-                placed = place(events, known.slots)
+                placed = place(events, known.slots, CHUNK_MS)
                 if placed:
                     lo, hi = chunk_span(chunks)
                     for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):

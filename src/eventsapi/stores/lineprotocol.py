@@ -78,20 +78,23 @@ def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]], ingested_n
     (an integer field) is when the service wrote the batch: what a live tail follows."""
     if not placed:
         return []
-    stamp = f",ingested={int(ingested_ns)}i"
+    stamp = f",ingested={int(ingested_ns)}i "
     b = escape_tag(encode_tag(bucket))
-    prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line prefix
+    prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line, up to the data
+    heads: list[str] = []
     for e, _ in placed:
-        if (e.name, e.app, e.server) not in prefixes:
-            prefixes[(e.name, e.app, e.server)] = (
+        series = (e.name, e.app, e.server)
+        head = prefixes.get(series)
+        if head is None:
+            head = prefixes[series] = (
                 f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
-                f"event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="
+                f'event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="'
             )
+        heads.append(head)
     datas = escape_field_strings([e.data for e, _ in placed])
     ids = escape_field_strings([e.id for e, _ in placed])
     return [
-        f'{prefixes[(e.name, e.app, e.server)]}"{d}",id="{i}"{stamp} {t}'
-        for (e, t), d, i in zip(placed, datas, ids, strict=True)
+        f'{h}{d}",id="{i}"{stamp}{t}' for h, d, i, (_, t) in zip(heads, datas, ids, placed, strict=True)
     ]
 
 

@@ -124,15 +124,14 @@ class _Bucket:
 
 
 class Known:
-    """The Slots of each millisecond of a batch, from a bucket's ready chunks."""
+    """A batch's chunks, ready: `slots` by chunk index is what `place(events, slots, CHUNK_MS)`
+    takes."""
 
-    __slots__ = ("chunks",)
+    __slots__ = ("chunks", "slots")
 
     def __init__(self, chunks: dict[int, Chunk]) -> None:
         self.chunks = chunks
-
-    def slots(self, at: int) -> Slots:
-        return self.chunks[at // CHUNK_MS].slots
+        self.slots = {i: c.slots for i, c in chunks.items()}
 
 
 class Occupancy:
