@@ -18,6 +18,7 @@ from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
 from eventsapi.ingest_rules import parse_ingest
 from eventsapi.stores import influxql_text as ql
 from eventsapi.stores.lineprotocol import (
+    SeriesHeads,
     decode_tag,
     encode_tag,
     escape_field_strings,
@@ -145,6 +146,19 @@ def test_line_protocol_and_series_key_parse() -> None:
     assert escape_field_strings(['x"\\', "", "\\\\"]) == ['x\\"\\\\', "", "\\\\\\\\"]
     # A value holding the separator the batch escape uses falls back to one escape per value.
     assert escape_field_strings(['a\x00"', "b"]) == ['a\x00\\"', "b"]
+
+
+def test_series_heads_are_kept_per_bucket_and_bounded() -> None:
+    heads = SeriesHeads(size=2)
+    a, b = NewEvent("1", "n", "x", "", 5, "{}"), NewEvent("2", "m", "y", "s", 5, "{}")
+    one = render_lines("b1", [(a, 5_000_001), (b, 5_000_002)], 7, heads)
+    # Another bucket after b1's heads were kept: its lines carry its own bucket id.
+    two = render_lines("b 2", [(a, 5_000_001)], 7, heads)
+    assert one == render_lines("b1", [(a, 5_000_001), (b, 5_000_002)], 7)
+    assert two[0].startswith("events,app=x,bucket_id=b\\ 2,event_name=n,server=% ")
+    render_lines("b1", [(a, 1), (b, 2)], 7, heads)
+    render_lines("b1", [(NewEvent("3", "o", "z", "", 5, "{}"), 3)], 7, heads)
+    assert list(heads.known) == [("o", "z", "")]  # started over at the bound
 
 
 def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:
@@ -372,6 +386,10 @@ def test_the_typed_fast_path_accepts_exactly_what_the_general_path_does(odd: int
 
         assert _comparable(fast.events, items) == _comparable(general.events, items)
         assert [r.index for r in fast.rejected] == [r.index for r in general.rejected]
+        # What the fast path says of the batch's values is what its events hold.
+        if fast.values is not None:
+            e = fast.events
+            assert fast.values == ({x.name for x in e}, {x.app for x in e}, {x.server for x in e})
 
 
 def test_iso_times_with_offsets() -> None:

@@ -47,12 +47,15 @@ class CardinalityGuard:
         self._known[bucket] = known
         return known
 
-    async def check(self, bucket: str, events: list[NewEvent]) -> dict[int, str]:
-        """Positions in `events` that must be rejected, with the reason."""
+    async def check(
+        self, bucket: str, events: list[NewEvent], values: tuple[set[str], set[str], set[str]] | None = None
+    ) -> dict[int, str]:
+        """Positions in `events` that must be rejected, with the reason. `values`: the events'
+        distinct (names, apps, servers), when the caller has them."""
         known = self._known.get(bucket)
         if known is None or time.monotonic() - known.loaded > REFRESH_S:
             known = await self._load(bucket)
-        batch = ({e.name for e in events}, {e.app for e in events}, {e.server for e in events})
+        batch = values or ({e.name for e in events}, {e.app for e in events}, {e.server for e in events})
         new = [b - k for b, k in zip(batch, known.sets, strict=True)]
         if not any(new):
             return {}
@@ -65,14 +68,14 @@ class CardinalityGuard:
         # Event by event, in order: the first new values fill what room is left.
         rejected: dict[int, str] = {}
         for pos, e in enumerate(events):
-            values = (e.name, e.app, e.server)
-            for kind, (value, seen, limit) in enumerate(zip(values, known.sets, self.limits, strict=True)):
+            own = (e.name, e.app, e.server)
+            for kind, (value, seen, limit) in enumerate(zip(own, known.sets, self.limits, strict=True)):
                 if value not in seen and len(seen) >= limit:
                     rejected[pos] = (
                         f"bucket already holds {limit} distinct {KINDS[kind]} (the limit); {value!r} would be one more"
                     )
                     break
             else:
-                for value, seen in zip(values, known.sets, strict=True):
+                for value, seen in zip(own, known.sets, strict=True):
                     seen.add(value)
         return rejected

@@ -99,7 +99,7 @@ class Ingest:
                 batch.reject(old)
         timeout = self.settings.store_timeout
         if batch.events:
-            over = await store_call(self.guard.check(bucket, batch.events), timeout, self.metrics)
+            over = await store_call(self.guard.check(bucket, batch.events, batch.values), timeout, self.metrics)
             if over:
                 batch.reject(over)
         if batch.events:

@@ -7,6 +7,7 @@ same events."""
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ _ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _EVENT = msgspec.json.Decoder(_WireEvent)
 _BATCH = msgspec.json.Decoder(list[_WireEvent])
 _TYPED_BATCH = msgspec.json.Decoder(list[wire.FlatEvent])
+_FIRST_CHAR = operator.itemgetter(slice(0, 1))
 
 
 class IdMaker:
@@ -131,6 +133,8 @@ class IngestBatch:
     events: list[NewEvent]
     rejected: list[wire.Rejection]
     indices: list[int]  # each event's index in the request
+    # The distinct (event names, apps, servers) of `events`, when validation saw them anyway.
+    values: tuple[set[str], set[str], set[str]] | None = None
 
     def reject(self, drop: dict[int, str]) -> None:
         """Move the events at these positions of `events` to `rejected`, with their reasons."""
@@ -138,6 +142,7 @@ class IngestBatch:
             self.rejected.append(wire.Rejection(self.indices[pos], reason))
         self.rejected.sort(key=lambda r: r.index)
         self.events = [e for pos, e in enumerate(self.events) if pos not in drop]
+        self.values = None
         self.indices = [i for pos, i in enumerate(self.indices) if pos not in drop]
 
 
@@ -156,7 +161,7 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
                 raise Problem(413, f"{len(typed)} events in one request; at most {max_events}")
             fast = _typed_events(typed, now_ms)
             if fast is not None:
-                return IngestBatch(fast, [], list(range(len(fast))))
+                return IngestBatch(fast[0], [], list(range(len(fast[0]))), fast[1])
         try:
             # The general path: the whole array, loosely typed, in one call. Any item that is
             # not an event object fails it, and the items are then decoded one by one so that
@@ -188,20 +193,23 @@ def parse_ingest(body: bytes, ndjson: bool, max_events: int, now_ms: int | None 
     return IngestBatch(events, rejected, indices)
 
 
-def _typed_events(items: list[wire.FlatEvent], now_ms: int) -> list[NewEvent] | None:
-    """The events of a batch that decoded as `wire.FlatEvent`s, or None if any of them fails
+def _typed_events(
+    items: list[wire.FlatEvent], now_ms: int
+) -> tuple[list[NewEvent], tuple[set[str], set[str], set[str]]] | None:
+    """The events of a batch that decoded as `wire.FlatEvent`s and their distinct (names,
+    apps, servers), or None if any of them fails
     a check the decoder does not make (then the general path decides, event by event, and
     gives each rejection its reason; both accept exactly the same events). Each check runs
     once over the whole batch rather than once per event."""
+    values = ({e.event_name for e in items}, {e.app_name for e in items}, {e.server_name or "" for e in items})
     if not items:
-        return []
+        return [], values
     # Names repeat: each distinct one is searched once. Ids are joined and searched in one call.
-    names = {e.event_name for e in items} | {e.app_name for e in items} | {e.server_name or "" for e in items}
     ids = [e.id for e in items if e.id is not None]
-    if FORBIDDEN.search("".join(names)) or FORBIDDEN.search("".join(ids)):
+    if FORBIDDEN.search("".join(values[0] | values[1] | values[2])) or FORBIDDEN.search("".join(ids)):
         return None
     ats = [e.at for e in items if e.at is not None]
-    if not all(type(at) is int for at in ats) or max(cast(list[int], ats), default=0) > now_ms + FUTURE_SLACK_MS:
+    if not set(map(type, ats)) <= {int} or max(cast(list[int], ats), default=0) > now_ms + FUTURE_SLACK_MS:
         return None  # a time as text or a fraction, or in the future: the general path says which
     raws = [b"" if e.data is msgspec.UNSET else e.data for e in items]
     if max(map(len, raws)) > MAX_DATA_BYTES:
@@ -215,10 +223,17 @@ def _typed_events(items: list[wire.FlatEvent], now_ms: int) -> list[NewEvent] | 
     if "\n" in joined or "\r" in joined:
         return None  # pretty-printed: the general path stores it compact
     datas = joined.split("\x00")
-    if not all(d[:1] == "{" or d in ("", "null") for d in datas):
+    firsts = set(map(_FIRST_CHAR, datas))  # "{" an object, "" none, "n" null, else refused
+    if not firsts <= {"{", "", "n"} or ("n" in firsts and any(d[:1] == "n" and d != "null" for d in datas)):
         return None
+    if firsts == {"{"} and len(ids) == len(ats) == len(items):  # every field given: no default to fill
+        events = [
+            NewEvent(e.id, e.event_name, e.app_name, e.server_name or "", e.at, d)  # type: ignore[arg-type]
+            for e, d in zip(items, datas, strict=True)
+        ]
+        return events, values
     make_id = IdMaker(now_ms)
-    return [
+    events = [
         NewEvent(
             make_id(i) if e.id is None else e.id,
             e.event_name,
@@ -229,3 +244,4 @@ def _typed_events(items: list[wire.FlatEvent], now_ms: int) -> list[NewEvent] | 
         )
         for i, (e, d) in enumerate(zip(items, datas, strict=True))
     ]
+    return events, values

@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, parse_qs
 from eventsapi.stores import influxtail
 from eventsapi.stores.base import Store, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
-from eventsapi.stores.lineprotocol import NS_PER_MS, render_batches
+from eventsapi.stores.lineprotocol import NS_PER_MS, SeriesHeads, render_batches
 from eventsapi.stores.occupancy import (
     CHUNK_MS,
     EVERYTHING,
@@ -51,6 +51,7 @@ class InfluxStore(InfluxKeys, Store):
 
     def __init__(self, memory_points: int, write_timeout_s: float) -> None:
         self._ledger = Ledger()
+        self._heads = SeriesHeads()
         self.occupancy = Occupancy(memory_points, write_timeout_s=write_timeout_s)
 
     # -- the dialect ----------------------------------------------------------------------
@@ -111,7 +112,7 @@ class InfluxStore(InfluxKeys, Store):
                 placed = place(events, known.slots, CHUNK_MS)
                 if placed:
                     lo, hi = chunk_span(chunks)
-                    for body in render_batches(bucket, placed, ingested_ns=time.time_ns()):
+                    for body in render_batches(bucket, placed, ingested_ns=time.time_ns(), heads=self._heads):
                         await self._intend(bucket, lo, hi)
                         await self._write_lines(body)
                     self.occupancy.record(bucket, placed, known, generation)

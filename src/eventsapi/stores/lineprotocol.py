@@ -73,36 +73,59 @@ def escape_field_strings(values: list[str]) -> list[str]:
     return joined.replace("\\", "\\\\").replace('"', '\\"').split("\x00")
 
 
-def render_lines(bucket: str, placed: Sequence[tuple[NewEvent, int]], ingested_ns: int = 0) -> list[str]:
+class SeriesHeads:
+    """Each series' line up to its data (`events,app=…,server=… data="`), made once: a store
+    keeps one, since every batch repeats its series. Bounded: past `size` series it starts over."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self.known: dict[tuple[str, str, str], str] = {}  # (name, app, server) -> head
+        self.bucket = ""
+
+    def of(self, bucket: str) -> dict[tuple[str, str, str], str]:
+        """The heads known for a bucket (a store writes one bucket after another: one at a time)."""
+        if bucket != self.bucket or len(self.known) >= self.size:
+            self.known, self.bucket = {}, bucket
+        return self.known
+
+    @staticmethod
+    def make(bucket: str, name: str, app: str, server: str) -> str:
+        return (
+            f"{MEASUREMENT},app={escape_tag(encode_tag(app))},bucket_id={escape_tag(encode_tag(bucket))},"
+            f'event_name={escape_tag(encode_tag(name))},server={escape_tag(encode_tag(server))} data="'
+        )
+
+
+def render_lines(
+    bucket: str, placed: Sequence[tuple[NewEvent, int]], ingested_ns: int = 0, heads: SeriesHeads | None = None
+) -> list[str]:
     """One line-protocol line per (event, point time in ns) (no trailing newline). `ingested`
     (an integer field) is when the service wrote the batch: what a live tail follows."""
     if not placed:
         return []
+    known = (heads or SeriesHeads()).of(bucket)
     stamp = f",ingested={int(ingested_ns)}i "
-    b = escape_tag(encode_tag(bucket))
-    prefixes: dict[tuple[str, str, str], str] = {}  # series -> its line, up to the data
-    heads: list[str] = []
-    for e, _ in placed:
+    per_event: list[str] = []
+    for e, _ in placed:  # a lookup per event, not a call: this runs once per ingested event
         series = (e.name, e.app, e.server)
-        head = prefixes.get(series)
+        head = known.get(series)
         if head is None:
-            head = prefixes[series] = (
-                f"{MEASUREMENT},app={escape_tag(encode_tag(e.app))},bucket_id={b},"
-                f'event_name={escape_tag(encode_tag(e.name))},server={escape_tag(encode_tag(e.server))} data="'
-            )
-        heads.append(head)
+            head = known[series] = SeriesHeads.make(bucket, *series)
+        per_event.append(head)
     datas = escape_field_strings([e.data for e, _ in placed])
     ids = escape_field_strings([e.id for e, _ in placed])
-    return [
-        f'{h}{d}",id="{i}"{stamp}{t}' for h, d, i, (_, t) in zip(heads, datas, ids, placed, strict=True)
-    ]
+    return [f'{h}{d}",id="{i}"{stamp}{t}' for h, d, i, (_, t) in zip(per_event, datas, ids, placed, strict=True)]
 
 
 def render_batches(
-    bucket: str, placed: Sequence[tuple[NewEvent, int]], lines_per_batch: int = 5000, ingested_ns: int = 0
+    bucket: str,
+    placed: Sequence[tuple[NewEvent, int]],
+    lines_per_batch: int = 5000,
+    ingested_ns: int = 0,
+    heads: SeriesHeads | None = None,
 ) -> Iterable[bytes]:
     """Line-protocol bodies of at most `lines_per_batch` points each."""
-    lines = render_lines(bucket, placed, ingested_ns)
+    lines = render_lines(bucket, placed, ingested_ns, heads)
     for i in range(0, len(lines), lines_per_batch):
         yield ("\n".join(lines[i : i + lines_per_batch]) + "\n").encode()
 

@@ -115,6 +115,11 @@ def place(
         event_id = e.id
         base = at * ns_per_ms
         slot = crc32(event_id.encode()) % ns_per_ms
+        first = base + slot
+        if first not in marks and not displaced:  # the common case: the first slot is free
+            marks[first] = hash(event_id) & id_bits
+            append((e, first))
+            continue
         mark = hash(event_id) & id_bits
         probes = 0
         while True:
