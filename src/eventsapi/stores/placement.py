@@ -69,20 +69,24 @@ class Slots:
         return len(self.marks)
 
     def load(self, points: Iterable[OccupiedPoint]) -> None:
+        # Runs once per point a process reads (a bucket's history the first time): first_slot
+        # and id_mark inline, and the probe only for a point off its first slot.
         points = list(points)
-        marks = self.marks
+        marks, displaced = self.marks, self.displaced
+        crc32, ns_per_ms, id_bits = zlib.crc32, NS_PER_MS, _MARK
         for ns, event_id in points:
-            mark = id_mark(event_id)
+            mark = hash(event_id) & id_bits
             if marks.setdefault(ns, mark) != mark:  # two series with a point at one time
-                self.displaced.add((ns // NS_PER_MS, event_id))
+                displaced.add((ns // ns_per_ms, event_id))
         for ns, event_id in points:
-            at = ns // NS_PER_MS
-            base, slot = at * NS_PER_MS, first_slot(event_id)
+            at = ns // ns_per_ms
+            base = at * ns_per_ms
+            slot = crc32(event_id.encode()) % ns_per_ms
             while base + slot != ns:
                 if base + slot not in marks:
-                    self.displaced.add((at, event_id))
+                    displaced.add((at, event_id))
                     break
-                slot = (slot + 1) % NS_PER_MS
+                slot = slot + 1 if slot + 1 < ns_per_ms else 0
 
 
 def place(
