@@ -129,9 +129,9 @@ class Known:
 
     __slots__ = ("chunks", "slots")
 
-    def __init__(self, chunks: dict[int, Chunk]) -> None:
+    def __init__(self, chunks: dict[int, Chunk], slots: dict[int, Slots] | None = None) -> None:
         self.chunks = chunks
-        self.slots = {i: c.slots for i, c in chunks.items()}
+        self.slots = slots if slots is not None else {i: c.slots for i, c in chunks.items()}
 
 
 class Occupancy:
@@ -206,8 +206,14 @@ class Occupancy:
         chunks this caller fills from that read, and the chunks another caller is filling."""
         b = self._bucket(bucket)
         held = b.chunks
-        pending = [c for i in chunks if (c := held.get(i)) is not None and not c.ready.is_set()]
-        wanted = [i for i in chunks if i not in held]
+        pending: list[Chunk] = []
+        wanted: list[int] = []
+        for i in chunks:
+            c = held.get(i)
+            if c is None:
+                wanted.append(i)
+            elif not c.ready.is_set():
+                pending.append(c)
         if wanted:
             # Read a day ahead: producers in time order will want the next minutes soon, and on
             # InfluxDB 1.x every read copies what the write cache holds of each series it
@@ -250,15 +256,18 @@ class Occupancy:
 
     def known(self, bucket: str, indexes: set[int]) -> Known | None:
         """The placement view when every chunk is ready, else None (read again)."""
-        b = self._bucket(bucket)
+        held = self._bucket(bucket).chunks
         chunks: dict[int, Chunk] = {}
+        slots: dict[int, Slots] = {}
+        touch = self._lru.move_to_end  # a batch out of time order touches thousands of minutes
         for i in indexes:
-            c = b.chunks.get(i)
-            if c is None or not c.ready.is_set() or c.failed:
+            c = held.get(i)
+            if c is None or c.failed or not c.ready.is_set():
                 return None
             chunks[i] = c
-            self._lru.move_to_end((bucket, i))
-        return Known(chunks)
+            slots[i] = c.slots
+            touch((bucket, i))
+        return Known(chunks, slots)
 
     def generation(self, bucket: str) -> int:
         return self._bucket(bucket).generation
