@@ -40,12 +40,17 @@ def _predicate(bucket: str, name: str | None, app: str | None, server: str | Non
     return " and ".join(cond)
 
 
+def _head(store_bucket: str, start_ns: int, stop_ns: int | None = None) -> str:
+    """Where every query starts: the store's bucket over [start, stop) (stop: now)."""
+    stop = f", stop: {flux_time(stop_ns)}" if stop_ns is not None else ""
+    return f"from(bucket: {flux_string(store_bucket)})\n  |> range(start: {flux_time(start_ns)}{stop})\n"
+
+
 def _source(store_bucket: str, q: EventQuery, upper_ns: int, lower_ns: int, fields: str) -> str:
     """The rows of one retrieve filter in [lower, upper), one table: `fields` picks what is read."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
-        f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
+        _head(store_bucket, lower_ns, upper_ns)
+        + f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
         f"  |> filter(fn: (r) => {fields})\n"
     )
 
@@ -83,10 +88,9 @@ def tail_query(
     fields = '"data" or r._field == "id"' if whole else '"id"'
     columns = '"_time", "data", "id", "app", "server", "event_name", "ingested"' if whole else '"id", "ingested"'
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
-        f"  |> filter(fn: (r) => {pred})\n"
-        f'  |> filter(fn: (r) => r._field == {fields} or r._field == "ingested")\n'
+        _head(store_bucket, lower_ns, upper_ns)
+        + f"  |> filter(fn: (r) => {pred})\n"
+        + f'  |> filter(fn: (r) => r._field == {fields} or r._field == "ingested")\n'
         + _PIVOT
         + f"  |> filter(fn: (r) => r.ingested >= {int(since_ns)} and r.ingested <= {int(until_ns)})\n"
         + f"  |> keep(columns: [{columns}])\n"
@@ -97,10 +101,9 @@ def export_query(store_bucket: str, q: ExportQuery, lower_ns: int, upper_ns: int
     """The oldest `limit` whole rows in [lower, upper), with their time as integer ns. The
     caller keeps the range short (InfluxDB2Store._export_rows): the sort only sees it."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(lower_ns)}, stop: {flux_time(upper_ns)})\n"
-        f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
-        f"  |> filter(fn: (r) => {_WHOLE})\n"
+        _head(store_bucket, lower_ns, upper_ns)
+        + f"  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)})\n"
+        + f"  |> filter(fn: (r) => {_WHOLE})\n"
         + _PIVOT
         + '  |> sort(columns: ["_time"])\n'
         + f"  |> limit(n: {int(limit)})\n"
@@ -136,9 +139,8 @@ _NS = '  |> map(fn: (r) => ({r with ns: int(v: r._time)}))\n  |> keep(columns: [
 def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> str:
     """Which points of the bucket exist in [lo_ms, hi_ms): time (ns) and id only."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(int(lo_ms) * 1_000_000)}, stop: {flux_time(int(hi_ms) * 1_000_000)})\n"
-        f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
+        _head(store_bucket, int(lo_ms) * 1_000_000, int(hi_ms) * 1_000_000)
+        + f'  |> filter(fn: (r) => {_predicate(bucket, None, None, None)} and r._field == "id")\n'
         f"{_NS}"
     )
 
@@ -146,9 +148,8 @@ def occupied_query(store_bucket: str, bucket: str, lo_ms: int, hi_ms: int) -> st
 def intents_query(store_bucket: str, bucket: str, after_ns: int) -> str:
     """The bucket's intents (occupancy.py) recorded after `after_ns`: time (ns) and text."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(int(after_ns) + 1)})\n"
-        f"  |> filter(fn: (r) => r._measurement == {flux_string(INTENTS_MEASUREMENT)} and "
+        _head(store_bucket, int(after_ns) + 1)
+        + f"  |> filter(fn: (r) => r._measurement == {flux_string(INTENTS_MEASUREMENT)} and "
         f'r.bucket_id == {flux_string(encode_tag(bucket))} and r._field == "m")\n'
         f"{_NS}"
     )
@@ -158,9 +159,8 @@ def stats_query(store_bucket: str, q: StatsQuery) -> str:
     """Counts per window of windows.engine_step (UTC), labelled by their start: the store adds
     them up into the windows of `q`, aligned in its zone."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(q.starts[0] * 1_000_000)}, stop: {flux_time(q.end * 1_000_000)})\n"
-        f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
+        _head(store_bucket, q.starts[0] * 1_000_000, q.end * 1_000_000)
+        + f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
         "  |> group()\n"
         f"  |> aggregateWindow(every: {engine_step(q.starts, q.end, q.interval)}ms, fn: count, createEmpty: true, "
         'timeSrc: "_start")\n'
@@ -171,9 +171,8 @@ def stats_query(store_bucket: str, q: StatsQuery) -> str:
 def stats_groups_query(store_bucket: str, q: StatsQuery, tag: GroupTag) -> str:
     """Counts per value of `tag` and per windows.engine_step window, only the non-empty ones."""
     return (
-        f"from(bucket: {flux_string(store_bucket)})\n"
-        f"  |> range(start: {flux_time(q.starts[0] * 1_000_000)}, stop: {flux_time(q.end * 1_000_000)})\n"
-        f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
+        _head(store_bucket, q.starts[0] * 1_000_000, q.end * 1_000_000)
+        + f'  |> filter(fn: (r) => {_predicate(q.bucket, q.name, q.app, q.server)} and r._field == "id")\n'
         f"  |> group(columns: [{flux_string(tag)}])\n"
         f"  |> aggregateWindow(every: {engine_step(q.starts, q.end, q.interval)}ms, fn: count, createEmpty: false, "
         'timeSrc: "_start")\n'
