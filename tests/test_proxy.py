@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -164,3 +165,17 @@ def test_live_tails_stream_through_the_proxy(proxied: tuple[str, list[Service]])
             if line.startswith(b"data:") and b'"t1"' in line:
                 break
         assert any(b'"t1"' in line for line in lines), lines
+
+
+def test_a_long_request_line_reaches_the_service_through_the_proxy(proxied: tuple[str, list[Service]]) -> None:
+    # nginx's default 8 KiB would answer its own 414 page; the shipped file passes lines up to
+    # the service's bound, which answers problem+json.
+    url, replicas = proxied
+    token = replicas[0].token("--sub", "p", "--bucket", "long", "--scope", "events:read")
+    req = urllib.request.Request(url + "/api/bucket/long/data/events/export?event_name=" + "%21" * 6000)
+    req.add_header("Authorization", f"Bearer {token}")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=30)
+    assert err.value.code == 400
+    assert err.value.headers["Content-Type"].startswith("application/problem+json")
+    err.value.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventsapi.config import SETTINGS, ConfigError, Setting, ensure_secret, load_settings, settings_table
+from eventsapi.limits import REQUEST_LINE_BYTES
 from eventsapi.stores import open_store
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ def _serve(args: argparse.Namespace) -> int:
         shutdown_timeout=settings.shutdown_timeout,
         # Also closes a connection that sends no complete request head within this time.
         keepalive_timeout=settings.keepalive_timeout,
+        # A request line past this is refused by aiohttp in plain text, before any route could
+        # answer problem+json (docs/api.md §4); 8 KiB by default, which long filters can reach.
+        max_line_size=REQUEST_LINE_BYTES,
         print=None,
     )
     return 0

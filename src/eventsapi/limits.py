@@ -12,3 +12,4 @@ MAX_WINDOWS = 100_000  # windows in one histogram
 MAX_TOP = 50  # series of a breakdown by app or server, besides "other"
 MAX_GROUP_POINTS = 2_000_000  # windows times series in one breakdown
 BUCKET_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"  # a bucket id
+REQUEST_LINE_BYTES = 64 * 1024  # a request's method, path and query (docs/api.md §4)
