@@ -149,16 +149,18 @@ def test_line_protocol_and_series_key_parse() -> None:
 
 
 def test_series_heads_are_kept_per_bucket_and_bounded() -> None:
-    heads = SeriesHeads(size=2)
+    heads = SeriesHeads(size=3)
     a, b = NewEvent("1", "n", "x", "", 5, "{}"), NewEvent("2", "m", "y", "s", 5, "{}")
     one = render_lines("b1", [(a, 5_000_001), (b, 5_000_002)], 7, heads)
     # Another bucket after b1's heads were kept: its lines carry its own bucket id.
     two = render_lines("b 2", [(a, 5_000_001)], 7, heads)
     assert one == render_lines("b1", [(a, 5_000_001), (b, 5_000_002)], 7)
     assert two[0].startswith("events,app=x,bucket_id=b\\ 2,event_name=n,server=% ")
-    render_lines("b1", [(a, 1), (b, 2)], 7, heads)
-    render_lines("b1", [(NewEvent("3", "o", "z", "", 5, "{}"), 3)], 7, heads)
-    assert list(heads.known) == [("o", "z", "")]  # started over at the bound
+    assert list(heads.of("b1")) == [("n", "x", ""), ("m", "y", "s")]
+    # A fourth head: past the bound, it starts over with that one.
+    again = render_lines("b1", [(NewEvent("3", "o", "z", "", 5, "{}"), 3)], 7, heads)
+    assert again[0].startswith("events,app=z,bucket_id=b1,event_name=o,server=% ")
+    assert list(heads.of("b1")) == [("o", "z", "")] and heads.of("b 2") == {}
 
 
 def point_times(events: list[NewEvent], occupied: list[OccupiedPoint] | tuple[()] = ()) -> list[int]:

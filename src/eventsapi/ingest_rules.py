@@ -197,10 +197,9 @@ def _typed_events(
     items: list[wire.FlatEvent], now_ms: int
 ) -> tuple[list[NewEvent], tuple[set[str], set[str], set[str]]] | None:
     """The events of a batch that decoded as `wire.FlatEvent`s and their distinct (names,
-    apps, servers), or None if any of them fails
-    a check the decoder does not make (then the general path decides, event by event, and
-    gives each rejection its reason; both accept exactly the same events). Each check runs
-    once over the whole batch rather than once per event."""
+    apps, servers), or None if any of them fails a check the decoder does not make (then the
+    general path decides, event by event, and gives each rejection its reason; both accept
+    exactly the same events). Each check runs once over the whole batch, not once per event."""
     values = ({e.event_name for e in items}, {e.app_name for e in items}, {e.server_name or "" for e in items})
     if not items:
         return [], values

@@ -74,26 +74,35 @@ def escape_field_strings(values: list[str]) -> list[str]:
 
 
 class SeriesHeads:
-    """Each series' line up to its data (`events,app=…,server=… data="`), made once: a store
-    keeps one, since every batch repeats its series. Bounded: past `size` series it starts over."""
+    """Each series' line up to its data (`events,app=…,server=… data="`), made once per bucket
+    and series: a store keeps one, since its batches repeat their series. Bounded: past `size`
+    heads in all it starts over."""
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self.known: dict[tuple[str, str, str], str] = {}  # (name, app, server) -> head
-        self.bucket = ""
+        self._buckets: dict[str, dict[tuple[str, str, str], str]] = {}
+        self._count = 0
 
     def of(self, bucket: str) -> dict[tuple[str, str, str], str]:
-        """The heads known for a bucket (a store writes one bucket after another: one at a time)."""
-        if bucket != self.bucket or len(self.known) >= self.size:
-            self.known, self.bucket = {}, bucket
-        return self.known
+        """The heads known for a bucket, by (name, app, server); `add` the ones missing."""
+        known = self._buckets.get(bucket)
+        if known is None:
+            known = self._buckets[bucket] = {}
+        return known
 
-    @staticmethod
-    def make(bucket: str, name: str, app: str, server: str) -> str:
-        return (
+    def add(self, bucket: str, known: dict[tuple[str, str, str], str], series: tuple[str, str, str]) -> str:
+        if self._count >= self.size:
+            self._buckets.clear()
+            known.clear()
+            self._buckets[bucket] = known
+            self._count = 0
+        name, app, server = series
+        head = known[series] = (
             f"{MEASUREMENT},app={escape_tag(encode_tag(app))},bucket_id={escape_tag(encode_tag(bucket))},"
             f'event_name={escape_tag(encode_tag(name))},server={escape_tag(encode_tag(server))} data="'
         )
+        self._count += 1
+        return head
 
 
 def render_lines(
@@ -103,14 +112,15 @@ def render_lines(
     (an integer field) is when the service wrote the batch: what a live tail follows."""
     if not placed:
         return []
-    known = (heads or SeriesHeads()).of(bucket)
+    heads = heads or SeriesHeads()
+    known = heads.of(bucket)
     stamp = f",ingested={int(ingested_ns)}i "
     per_event: list[str] = []
     for e, _ in placed:  # a lookup per event, not a call: this runs once per ingested event
         series = (e.name, e.app, e.server)
         head = known.get(series)
         if head is None:
-            head = known[series] = SeriesHeads.make(bucket, *series)
+            head = heads.add(bucket, known, series)
         per_event.append(head)
     datas = escape_field_strings([e.data for e, _ in placed])
     ids = escape_field_strings([e.id for e, _ in placed])
