@@ -26,7 +26,7 @@ from eventsapi.stores.lineprotocol import (
     parse_series_key,
     render_lines,
 )
-from eventsapi.stores.occupancy import chunk_ranges
+from eventsapi.stores.occupancy import CHUNK_MS, READ_RANGES, READ_SPAN, chunk_ranges, read_groups
 from eventsapi.stores.placement import Ledger, OccupiedPoint, Slots, first_slot, place
 from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
@@ -220,6 +220,23 @@ def test_placement_skips_what_is_stored_first_write_wins() -> None:
     assert place([e, msgspec.structs.replace(e, data='{"v":2}')], Slots(())) == [(e, point_times([e])[0])]
     # Same id at another millisecond: another event.
     assert len(place([msgspec.structs.replace(e, at=6)], Slots(stored))) == 1
+
+
+def test_reads_are_cut_to_a_span_and_a_number_of_ranges() -> None:
+    m, span = CHUNK_MS, READ_SPAN * CHUNK_MS
+    assert read_groups([]) == []
+    # Two days in one range: read as 8 reads of 6 hours, in order, covering it exactly.
+    groups = read_groups([(0, 2 * 1440 * m)])
+    assert [g for g in groups] == [[(i * span, (i + 1) * span)] for i in range(8)]
+    # Many short ranges: at most READ_RANGES per read, and together at most the span.
+    short = [(i * 100 * m, (i * 100 + 1) * m) for i in range(40)]
+    groups = read_groups(short)
+    assert [r for g in groups for r in g] == short
+    assert all(len(g) <= READ_RANGES and sum(hi - lo for lo, hi in g) <= span for g in groups)
+    assert len(groups) == 3
+    # A range longer than the span next to a short one: cut at chunk boundaries.
+    groups = read_groups([(0, m), (10 * m, 10 * m + span + 5 * m)])
+    assert groups == [[(0, m)], [(10 * m, 10 * m + span)], [(10 * m + span, 10 * m + span + 5 * m)]]
 
 
 def test_chunk_ranges_merge_close_chunks_only() -> None:

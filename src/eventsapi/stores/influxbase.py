@@ -30,6 +30,7 @@ from eventsapi.stores.occupancy import (
     chunk_of,
     chunk_span,
     intent_line,
+    read_groups,
 )
 from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
@@ -140,9 +141,10 @@ class InfluxStore(InfluxKeys, Store):
                 return known, generation
 
     async def _read_chunks(self, bucket: str, ranges: list[tuple[int, int]], mine: dict[int, Chunk]) -> None:
-        """Fill the claimed chunks: 16 ranges per read, up to 4 reads at once (reading a bucket's
-        history the first time is the engine's work, done on as many cores), each read's chunks
-        filled as it answers, so that memory holds one answer at a time per read."""
+        """Fill the claimed chunks: reads of at most 16 ranges and 6 hours (read_groups), up to
+        4 at once (reading a bucket's history the first time is the engine's work, done on as
+        many cores), each read's chunks filled as it answers, so that memory holds one answer at
+        a time per read."""
         limit = asyncio.Semaphore(4)
 
         async def read(group: list[tuple[int, int]]) -> None:
@@ -152,7 +154,7 @@ class InfluxStore(InfluxKeys, Store):
             self.occupancy.fill(bucket, part, points)
 
         try:
-            await asyncio.gather(*(read(ranges[i : i + 16]) for i in range(0, len(ranges), 16)))
+            await asyncio.gather(*(read(group) for group in read_groups(ranges)))
         except BaseException:
             self.occupancy.abandon(bucket, {i: c for i, c in mine.items() if not c.ready.is_set()})
             raise

@@ -47,6 +47,8 @@ CHUNK_MS = 60_000
 SETTLE_NS = 120 * 1_000_000_000
 EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
 READ_AHEAD = 1_440  # chunks (a day) read past the last one a batch needs
+READ_RANGES = 16  # ranges (statements) in one read
+READ_SPAN = 360  # chunks (6 hours) one read covers at most: a long span is read in parallel
 CHUNK_POINTS = 8  # what a chunk costs of the budget besides its points (~1 KB even empty)
 
 
@@ -111,6 +113,23 @@ def chunk_ranges(indexes: Iterable[int], max_gap: int = 16) -> list[tuple[int, i
         else:
             runs.append([v, v + 1])
     return [(lo, hi) for lo, hi in runs]
+
+
+def read_groups(ranges: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """The [lo, hi) ms ranges a claim reads, as reads: at most READ_RANGES ranges and READ_SPAN
+    chunks each, a longer range cut at chunk boundaries. A bucket's whole history read as one
+    statement kept one engine core busy while the others, and the service, waited."""
+    span = READ_SPAN * CHUNK_MS
+    pieces = [(lo, min(lo + span, hi)) for lo, hi in ranges for lo in range(lo, hi, span)]
+    groups: list[list[tuple[int, int]]] = []
+    covered = 0
+    for lo, hi in pieces:
+        if not groups or len(groups[-1]) == READ_RANGES or covered + (hi - lo) > span:
+            groups.append([])
+            covered = 0
+        groups[-1].append((lo, hi))
+        covered += hi - lo
+    return groups
 
 
 @dataclass
