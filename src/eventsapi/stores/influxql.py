@@ -14,8 +14,8 @@ import base64
 import contextlib
 import json
 import re
-from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
@@ -40,22 +40,34 @@ def go_duration_seconds(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|us|µs|ns|h|m|s)", text))
 
 
-T = TypeVar("T")
+class _Statement(Protocol):
+    @property
+    def error(self) -> str | None: ...
 
 
-class _AnswerShape(Generic[T]):
-    """How to decode a /query answer, as MessagePack or as JSON, and find its results."""
+class _Answer(Protocol):
+    @property
+    def results(self) -> Sequence[_Statement]: ...
 
-    def __init__(self, kind: type[T]) -> None:
-        self.msgpack: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
-        self.json: msgspec.json.Decoder[T] = msgspec.json.Decoder(kind)
 
-    @staticmethod
-    def results(answer: Any) -> list[Any]:
-        results = answer["results"] if isinstance(answer, dict) else answer.results
-        if not isinstance(results, list):
-            raise TypeError("results is not a list")
-        return results
+A = TypeVar("A", bound=_Answer)
+
+
+class _AnswerShape(Generic[A]):
+    """How to decode a /query answer, as MessagePack or as JSON."""
+
+    def __init__(self, kind: type[A]) -> None:
+        self.msgpack: msgspec.msgpack.Decoder[A] = msgspec.msgpack.Decoder(kind)
+        self.json: msgspec.json.Decoder[A] = msgspec.json.Decoder(kind)
+
+
+class _AnyResult(msgspec.Struct):
+    series: list[dict[str, Any]] = []  # each {name?, columns, values, tags?}
+    error: str | None = None
+
+
+class _AnyAnswer(msgspec.Struct):
+    results: list[_AnyResult]
 
 
 class _TimeIdSeries(msgspec.Struct, gc=False):
@@ -71,8 +83,8 @@ class _TimeIdAnswer(msgspec.Struct, gc=False):
     results: list[_TimeIdResult]
 
 
-_ANY_ANSWER: _AnswerShape[dict[str, Any]] = _AnswerShape(dict[str, Any])
-_OCCUPIED_ANSWER: _AnswerShape[_TimeIdAnswer] = _AnswerShape(_TimeIdAnswer)
+_ANY_ANSWER = _AnswerShape(_AnyAnswer)
+_OCCUPIED_ANSWER = _AnswerShape(_TimeIdAnswer)
 
 
 class InfluxQLStore(InfluxStore):
@@ -127,9 +139,9 @@ class InfluxQLStore(InfluxStore):
     async def query_many(self, q: str, params: dict[str, str] | None = None) -> list[list[dict[str, Any]]]:
         """Run `;`-separated statements in one request; the series of each, in order."""
         answer = await self._query_answer(q, params, _ANY_ANSWER)
-        return [result.get("series", []) for result in answer["results"]]
+        return [result.series for result in answer.results]
 
-    async def _query_answer(self, q: str, params: dict[str, str] | None, shape: _AnswerShape[T]) -> T:
+    async def _query_answer(self, q: str, params: dict[str, str] | None, shape: _AnswerShape[A]) -> A:
         """The engine's whole answer to `;`-separated statements, decoded as `shape` says."""
         form = {"db": self.database, "q": q, "epoch": "ns"}
         if params:
@@ -147,14 +159,13 @@ class InfluxQLStore(InfluxStore):
             raise StoreUnavailable(f"influxdb /query answered {status}: {body[:200]!r}")
         try:
             answer = (shape.msgpack if msgpack else shape.json).decode(body)
-            errors = [r.get("error") if isinstance(r, dict) else r.error for r in shape.results(answer)]
-        except (msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except msgspec.DecodeError as exc:  # also not the shape asked for (ValidationError)
             raise StoreUnavailable("influxdb /query answered something unreadable") from exc
-        if not errors:
+        if not answer.results:
             raise StoreUnavailable("influxdb /query answered no result")
-        for error in errors:
-            if error is not None:
-                raise StoreUnavailable(f"influxdb query error: {error}")
+        for result in answer.results:
+            if result.error is not None:
+                raise StoreUnavailable(f"influxdb query error: {result.error}")
         return answer
 
     # -- life cycle -----------------------------------------------------------------------

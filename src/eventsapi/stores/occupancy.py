@@ -148,9 +148,9 @@ class Known:
 
     __slots__ = ("chunks", "slots")
 
-    def __init__(self, chunks: dict[int, Chunk], slots: dict[int, Slots] | None = None) -> None:
+    def __init__(self, chunks: dict[int, Chunk], slots: dict[int, Slots]) -> None:
         self.chunks = chunks
-        self.slots = slots if slots is not None else {i: c.slots for i, c in chunks.items()}
+        self.slots = slots
 
 
 class Occupancy:
