@@ -6,6 +6,8 @@ accepts; a bad rules file keeps the last good rules and says why."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -22,8 +24,13 @@ from typing import Any
 
 import pytest
 
-from eventsapi.alert_rules import RESERVED_BUCKET, duration_ms, parse_rules
-from eventsapi.alerts import retry_due, sign
+from eventsapi.alert_rules import RESERVED_BUCKET, Rule, RuleFile, duration_ms, parse_rules
+from eventsapi.alerts import AlertEngine, RuleState, retry_due, sign
+from eventsapi.config import Settings
+from eventsapi.stores.influxql import InfluxQLStore
+from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT
+from eventsapi.tail import TailHub
+from support.relay import relay
 from support.service import Service
 
 SECRET = "alert-secret-for-the-tests"
@@ -218,6 +225,39 @@ def test_failed_deliveries_are_retried_with_the_same_body_and_id(
             time.sleep(0.5)
         assert "not valid JSON" in ready["alerts"]["error"] and ready["alerts"]["rules"] == 1
         assert service.call("GET", "/api/bucket/b1/data/alerts", None, token)[1][0]["name"] == "crash-loop"
+
+
+async def test_two_processes_recording_one_firing_at_once_agree_on_its_sender(
+    influxd: Any, receiver: Receiver, tmp_path: Path
+) -> None:
+    """Two processes record the same firing at the same instant on InfluxDB; both read the
+    point free, and the later write replaces the earlier (there is no compare-and-set). Each
+    writes through a relay that holds its points back (100 ms, 400 ms), so the first one's
+    write lands and could be read back before the second's replaces it. Both must read the
+    same winner: one notification, and its body is the one stored with the firing."""
+    db = "t_" + uuid.uuid4().hex[:12]
+    influxd.query(f'CREATE DATABASE "{db}"')
+    engine = f"127.0.0.1:{influxd.port}"
+    rule = Rule("crash-loop", "b1", "process:exit", "api", None, 1, 60_000, 60_000, receiver.url)
+    t = int(time.time() * 1000) - 1_000
+    engines: list[AlertEngine] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for held in (0.1, 0.4):
+            hold = lambda body, held=held: 0.0 if body.startswith(INTENTS_MEASUREMENT.encode()) else held  # noqa: E731
+            r = await stack.enter_async_context(relay(engine, hold_write=hold))
+            store = InfluxQLStore.from_url(f"influxql://{r.address}/{db}", Settings(data_dir=tmp_path))
+            await store.open()
+            stack.push_async_callback(store.close)
+            engines.append(AlertEngine(store, TailHub(store, 1), RuleFile(None), SECRET))
+        await asyncio.gather(*(e._fire(RuleState(rule), t) for e in engines))
+        for e in engines:
+            if e._http is not None:
+                await e._http.close()
+        assert len(receiver.posts) == 1, [json.loads(b)["fired_at"] for _, b in receiver.posts]
+        headers, body = receiver.posts[0]
+        assert headers["X-Eventsapi-Delivery"] == f"crash-loop@{t}" and signature_ok(headers, body)
+        stored = await engines[0]._stored("fired", "crash-loop", t, f"crash-loop@{t}")
+        assert stored is not None and json.loads(bytes(stored.data))["body"] == json.loads(body)
 
 
 def test_alerts_test_command_sends_a_signed_test_notification(receiver: Receiver, tmp_path: Path) -> None:

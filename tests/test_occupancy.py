@@ -29,6 +29,7 @@ from eventsapi.stores.lineprotocol import render_lines
 from eventsapi.stores.occupancy import CHUNK_MS, CHUNK_POINTS, SETTLE_NS, Intent, Occupancy, intent_line
 from eventsapi.stores.placement import Slots, first_slot, place
 from eventsapi.values import ExportQuery, NewEvent
+from support.relay import relay
 
 NS = 1_000_000
 T0 = 1_789_999_980_000  # the first millisecond of a minute
@@ -285,44 +286,19 @@ async def test_an_engine_answering_json_reads_the_same_points(
 ) -> None:
     # InfluxDB 3's v1 API (and 1.x before 1.4) answers JSON whatever is asked: the same
     # influxd, behind a relay that drops the MessagePack Accept header, must read the same.
-    from aiohttp import ClientSession, web
-
     a, _, url = pair
     engine = url.split("//", 1)[1].split("/", 1)[0]
     await a.ingest("bk", [ev(f"e{i}", T0 + i % 7, f'{{"i":{i}}}') for i in range(50)])
-    seen: list[str] = []
-
-    async def relay(request: web.Request) -> web.Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("accept", "host")}
-        async with (
-            ClientSession() as s,
-            s.request(
-                request.method, f"http://{engine}{request.path_qs}", data=await request.read(), headers=headers
-            ) as r,
-        ):
-            if request.path == "/query":
-                seen.append(r.headers.get("Content-Type", ""))
-            hop = ("content-length", "transfer-encoding", "content-encoding", "connection")
-            back = {k: v for k, v in r.headers.items() if k.lower() not in hop}
-            return web.Response(body=await r.read(), status=r.status, headers=back)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", relay)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    relayed = InfluxQLStore.from_url(url.replace(engine, f"127.0.0.1:{port}"), Settings(data_dir=tmp_path))
-    try:
-        await relayed.open()
-        direct = sorted(await a._occupied("bk", [(T0, T0 + CHUNK_MS)]))
-        assert len(direct) == 50
-        assert sorted(await relayed._occupied("bk", [(T0, T0 + CHUNK_MS)])) == direct
-        assert seen and all(c.startswith("application/json") for c in seen)
-        # A statement the engine refuses: its error, not a decoding failure.
-        with pytest.raises(StoreUnavailable, match="query error"):
-            await relayed.query_many("SELECT id FROM events; SELECT id FROM events GROUP BY time(1m)")
-    finally:
-        await relayed.close()
-        await runner.cleanup()
+    async with relay(engine, drop_accept=True) as r:
+        relayed = InfluxQLStore.from_url(url.replace(engine, r.address), Settings(data_dir=tmp_path))
+        try:
+            await relayed.open()
+            direct = sorted(await a._occupied("bk", [(T0, T0 + CHUNK_MS)]))
+            assert len(direct) == 50
+            assert sorted(await relayed._occupied("bk", [(T0, T0 + CHUNK_MS)])) == direct
+            assert r.answer_types and all(c.startswith("application/json") for c in r.answer_types)
+            # A statement the engine refuses: its error, not a decoding failure.
+            with pytest.raises(StoreUnavailable, match="query error"):
+                await relayed.query_many("SELECT id FROM events; SELECT id FROM events GROUP BY time(1m)")
+        finally:
+            await relayed.close()

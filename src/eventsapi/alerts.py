@@ -10,14 +10,17 @@ the first write of one wins — applied to records in the reserved bucket `event
   the count is still at or above it then. Each process writes the firing (id `RULE@t`, with
   its own name in the payload); the one whose write is stored owns attempt 0.
 - Delivery attempt k of a firing is due at a time every process computes alike; a process
-  claims it by writing `RULE@t#k` and reading back whose claim was stored. Only that one
-  sends. `RULE@t#ok` records success. Every process looks for due attempts every few seconds,
-  so a delivery whose sender died is taken over, and nothing is forgotten by a restart.
+  claims it by writing `RULE@t#k` and reading back whose claim was stored — after the store's
+  `race_settle_s`, when a racing write of the same record has landed. Only that one sends.
+  `RULE@t#ok` records success. Every process looks for due attempts every few seconds, so a
+  delivery whose sender died is taken over, and nothing is forgotten by a restart.
 - The body of every attempt is the one stored with the firing: the same bytes, signature and
   `X-Eventsapi-Delivery` id on every retry, so a receiver can drop a repeat.
 
-On InfluxDB, two replicas writing the same record in the same few milliseconds can both win
-(docs/influx.md: no compare-and-set); a receiver that drops repeated delivery ids is safe.
+On InfluxDB the later of two racing writes of one record replaces the earlier (no
+compare-and-set): claims are read back 2 s after the write, so every process reads the same
+winner unless a racing write lands later still (docs/influx.md); a receiver that drops
+repeated delivery ids is safe from that too.
 """
 
 from __future__ import annotations
@@ -239,8 +242,11 @@ class AlertEngine:
             await self._attempt(state, fid, t, 0)
 
     async def _claim(self, record: NewEvent) -> bool:
-        """Write a record; whether this process's write is the one stored (first write wins)."""
+        """Write a record; whether this process's write is the one stored. Read back once any
+        racing write of the same record has landed (Store.race_settle_s: on InfluxDB the later
+        of two racing writes replaces the earlier), so every claimant reads the same winner."""
         await self.store.ingest(BUCKET, [record])
+        await asyncio.sleep(self.store.race_settle_s)
         stored = await self._stored(record.name, record.app, record.at, record.id)
         return stored is not None and msgspec.json.decode(stored.data).get("by") == self.me
 

@@ -60,6 +60,11 @@ class Store(abc.ABC):
     """One engine. All methods are coroutines that never block the event loop."""
 
     name: str
+    # How long after a write is acknowledged another process's racing write of the same
+    # (at, id) may still land and replace it: 0 where one transaction checks and writes, so
+    # the first write wins at once. Processes that must agree on which write stands
+    # (alerts.py) read it back only after this long.
+    race_settle_s: float = 0.0
 
     @classmethod
     @abc.abstractmethod

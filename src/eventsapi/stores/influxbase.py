@@ -50,6 +50,12 @@ def http_base(parts: SplitResult) -> str:
 class InfluxStore(InfluxKeys, Store):
     """An InfluxDB store, whatever its query language."""
 
+    # Two processes that both read a point free before either wrote it both write it, and the
+    # later write replaces the earlier (no compare-and-set). The later one follows its own read
+    # by one small batch's write, milliseconds; 2 s covers an engine under load. A write slower
+    # still is the residual docs/influx.md names.
+    race_settle_s = 2.0
+
     def __init__(self, memory_points: int, write_timeout_s: float) -> None:
         self._ledger = Ledger()
         self._heads = SeriesHeads()

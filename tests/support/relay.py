@@ -1,0 +1,55 @@
+"""An HTTP relay in front of a real influxd that makes it look like another engine or a slower
+one: it can drop the MessagePack Accept header (engines that answer only JSON) and hold some
+writes back before passing them on (a writer whose request is still in flight)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import ClientSession, web
+
+_HOP = ("content-length", "transfer-encoding", "content-encoding", "connection")
+
+
+@dataclass
+class Relay:
+    address: str  # host:port to give a store instead of the engine's
+    answer_types: list[str] = field(default_factory=list)  # Content-Type of each /query answer
+
+
+@asynccontextmanager
+async def relay(
+    engine: str, drop_accept: bool = False, hold_write: Callable[[bytes], float] | None = None
+) -> AsyncIterator[Relay]:
+    """Relay to `engine` (host:port). `hold_write(body)`: seconds to hold that /write back."""
+    out = Relay("")
+
+    async def forward(request: web.Request) -> web.Response:
+        dropped = ("accept", "host") if drop_accept else ("host",)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
+        body = await request.read()
+        if hold_write is not None and request.path == "/write":
+            await asyncio.sleep(hold_write(body))
+        async with (
+            ClientSession() as s,
+            s.request(request.method, f"http://{engine}{request.path_qs}", data=body, headers=headers) as r,
+        ):
+            if request.path == "/query":
+                out.answer_types.append(r.headers.get("Content-Type", ""))
+            back = {k: v for k, v in r.headers.items() if k.lower() not in _HOP}
+            return web.Response(body=await r.read(), status=r.status, headers=back)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    out.address = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        yield out
+    finally:
+        await runner.cleanup()
