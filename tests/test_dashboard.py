@@ -181,10 +181,14 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         def by(testid: str) -> Any:
             return browser.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
 
-        def all_by(testid: str) -> list[Any]:
-            return browser.find_elements(By.CSS_SELECTOR, f'[data-testid="{testid}"]')  # type: ignore[no-any-return]
+        # The chart and its legend redraw (live events, the alert state's refresh): read what
+        # they show in one script each, never from elements a redraw may have replaced.
+        def texts(testid: str) -> list[str]:
+            return browser.execute_script(  # type: ignore[no-any-return]
+                'return [...document.querySelectorAll(`[data-testid="${arguments[0]}"]`)].map((e) => e.innerText ?? e.textContent)',
+                testid,
+            )
 
-        # The chart redraws as live events arrive: read its bars in one script, never stale.
         def bars() -> list[dict[str, Any]]:
             return browser.execute_script(  # type: ignore[no-any-return]
                 "return [...document.querySelectorAll('#histogram rect[data-count]')].map((b) => ({"
@@ -211,9 +215,9 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         assert by("tz-input").get_attribute("value") == "Asia/Kolkata"
 
         # Axes: a zero and round steps on y; x ticks on local boundaries of the chosen zone.
-        y_labels = [t.text for t in all_by("y-tick")]
+        y_labels = texts("y-tick")
         assert len(y_labels) >= 3 and y_labels[0] == "0", y_labels
-        x_labels = [t.text for t in all_by("x-tick")]
+        x_labels = texts("x-tick")
         assert len(x_labels) >= 3, x_labels
         _, stats, _ = service.call(
             "POST", "/api/bucket/prod/data/events/stats",
@@ -231,8 +235,8 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
 
         # Broken down by app: one legend item per series, stacked bars that sum to the same.
         Select(by("group-select")).select_by_value("app_name")
-        wait.until(lambda d: len(all_by("legend-item")) == 3)
-        assert [li.text for li in all_by("legend-item")] == ["api: 1,500", "worker: 1,000", "cron: 500"]
+        wait.until(lambda d: len(texts("legend-item")) == 3)
+        assert texts("legend-item") == ["api: 1,500", "worker: 1,000", "cron: 500"]
         assert counted() == 3000
         assert {b["series"] for b in bars()} == {"api", "worker", "cron"}
         if os.environ.get("EVENTSAPI_SCREENSHOTS"):
@@ -265,7 +269,7 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         # A reload with the fragment reopens the same view (grouped, live).
         assert "group=app_name" in browser.current_url and token not in browser.current_url
         browser.refresh()
-        wait.until(lambda d: len(all_by("legend-item")) == 3 and counted() == 3040)
+        wait.until(lambda d: len(texts("legend-item")) == 3 and counted() == 3040)
         assert Select(by("group-select")).first_selected_option.get_attribute("value") == "app_name"
         wait.until(lambda d: by("live-state").get_attribute("data-state") == "connected")
 
@@ -306,7 +310,7 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         by("days-input").clear()
         by("days-input").send_keys("7\n")
         browser.set_window_size(414, 900)
-        wait.until(lambda d: len(all_by("legend-item")) == 4)
+        wait.until(lambda d: len(texts("legend-item")) == 4)
         time.sleep(0.5)  # the chart redraws for the new width
         assert browser.execute_script("return document.documentElement.scrollWidth") <= browser.execute_script(
             "return document.documentElement.clientWidth"
