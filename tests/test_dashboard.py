@@ -185,7 +185,8 @@ def test_dashboard_axes_breakdown_zoom_live_and_the_fragment(browser: Any, tmp_p
         # they show in one script each, never from elements a redraw may have replaced.
         def texts(testid: str) -> list[str]:
             return browser.execute_script(  # type: ignore[no-any-return]
-                'return [...document.querySelectorAll(`[data-testid="${arguments[0]}"]`)].map((e) => e.innerText ?? e.textContent)',
+                'return [...document.querySelectorAll(`[data-testid="${arguments[0]}"]`)]'
+                ".map((e) => e.innerText ?? e.textContent)",  # SVG text has no innerText
                 testid,
             )
 
