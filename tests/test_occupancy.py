@@ -10,6 +10,7 @@ against a plain-Python oracle (EVENTSAPI_OCCUPANCY_EVENTS for larger runs, e.g. 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -25,7 +26,7 @@ import pytest
 from eventsapi.config import Settings
 from eventsapi.stores.base import StoreUnavailable
 from eventsapi.stores.influxql import InfluxQLStore
-from eventsapi.stores.lineprotocol import render_lines
+from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, render_lines
 from eventsapi.stores.occupancy import CHUNK_MS, CHUNK_POINTS, SETTLE_NS, Intent, Occupancy, intent_line
 from eventsapi.stores.placement import Slots, first_slot, place
 from eventsapi.values import ExportQuery, NewEvent
@@ -100,6 +101,37 @@ def test_intents_of_other_writers_make_their_minutes_unknown_until_they_settle()
     # The next read starts SETTLE before the last one: an intent not yet visible then was
     # recorded after that.
     assert occ.intents_since("b", 0) == now + SETTLE_NS + 2 - SETTLE_NS
+
+
+def test_a_retired_writers_minutes_are_read_once_more_then_trusted() -> None:
+    occ = Occupancy(writer="me")
+    chunks = {T0 // CHUNK_MS}
+    now = 10**18
+    other = Intent("w2", now, T0, T0 + CHUNK_MS)
+    occ.apply_intents("b", [other], now)
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    # w2 closed cleanly: its retirement (an intent covering nothing) comes after its intents.
+    # The minute read before it is read once more, then trusted long before SETTLE.
+    occ.apply_intents("b", [other, Intent("w2", now + 5, 0, 0)], now + 10)
+    assert occ.known("b", chunks) is None
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    occ.apply_intents("b", [], now + 11)
+    assert occ.known("b", chunks) is not None
+    # A later intent of the same writer id is not covered by the retirement.
+    occ.apply_intents("b", [Intent("w2", now + 20, T0, T0 + CHUNK_MS)], now + 21)
+    _, mine, _ = occ.claim("b", chunks)
+    occ.fill("b", mine, [])
+    occ.apply_intents("b", [], now + 22)
+    assert occ.known("b", chunks) is None
+    # A writer retires in the buckets it wrote within SETTLE, after its last intent there.
+    occ.recorded("b", occ.own_intent("b", T0, T0 + CHUNK_MS, now))
+    occ.recorded("old", occ.own_intent("old", T0, T0 + CHUNK_MS, now - SETTLE_NS))
+    assert occ.retirement(now) == [("b", Intent("me", now + 1, 0, 0))]
+    assert occ.retirement(now) == []  # once: a second close has nothing to announce
+    occ.recorded("b", occ.own_intent("b", T0, T0 + CHUNK_MS, now))
+    assert occ.retirement(now + SETTLE_NS) == []
 
 
 def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_minutes() -> None:
@@ -208,6 +240,67 @@ async def test_a_writer_that_died_after_its_intent_is_waited_out(
     }
 
 
+async def test_a_successor_trusts_a_clean_close_at_once_and_waits_out_a_cut_off_write(
+    influxd: Any, tmp_path: Path
+) -> None:
+    """A restarted process is another writer to its successor. After a clean close the
+    successor reads the minute its predecessor wrote once, then trusts it (the predecessor
+    recorded its retirement). After a close with a write cut off while still in flight (a relay
+    holds it back, then passes it on), there is no retirement: the successor reads the minute
+    again for every batch until the intent settles, and so finds the late point."""
+    db = "t_" + uuid.uuid4().hex[:12]
+    influxd.query(f'CREATE DATABASE "{db}"')
+    engine = f"127.0.0.1:{influxd.port}"
+    at = T0 + 40
+    held: list[float] = [0.0]  # how long the relay holds back event writes (not intents)
+
+    def hold(body: bytes) -> float:
+        return 0.0 if body.startswith(INTENTS_MEASUREMENT.encode()) else held[0]
+
+    async with relay(engine, hold_write=hold) as r:
+
+        def store() -> InfluxQLStore:
+            return InfluxQLStore.from_url(f"influxql://{r.address}/{db}", Settings(data_dir=tmp_path))
+
+        def point_reads() -> int:
+            return sum(1 for q in r.statements if q.startswith('SELECT "id"'))
+
+        # A clean close, then its successor: the first batch reads the minute, the next none.
+        first = store()
+        await first.open()
+        await first.ingest("clean", [ev("old", at)])
+        await first.close()
+        second = store()
+        await second.open()
+        before = point_reads()
+        await second.ingest("clean", [ev("new-1", at + 1)])
+        after_one = point_reads()
+        await second.ingest("clean", [ev("new-2", at + 2)])
+        assert after_one > before and point_reads() == after_one
+        assert {e[1] for e in await stored(second, "clean")} == {"old", "new-1", "new-2"}
+        await second.close()
+
+        # A write cut off (its request still on the way), then close and a successor.
+        first = store()
+        await first.open()
+        held[0] = 1.0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(first.ingest("cut", [ev("evt-86", at, '{"by":"first"}')]), 0.3)
+        held[0] = 0.0
+        await first.close()
+        second = store()
+        await second.open()
+        await second.ingest("cut", [ev("warm", at + 1)])  # reads the minute: evt-86 is not there yet
+        await asyncio.sleep(1.0)  # the held write lands
+        await second.ingest("cut", [ev("evt-1291", at, '{"by":"second"}')])  # wants evt-86's slot
+        assert {(e[1], e[3]) for e in await stored(second, "cut")} == {
+            ("warm", "{}"),
+            ("evt-86", '{"by":"first"}'),
+            ("evt-1291", '{"by":"second"}'),
+        }
+        await second.close()
+
+
 async def test_random_order_batches_from_three_writers_with_resends_and_restarts(
     pair: tuple[InfluxQLStore, InfluxQLStore, str],
 ) -> None:
@@ -254,6 +347,8 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
             made += len(batch)
             if rnd.random() < restarts:  # a restart: that writer forgets everything
                 i = rnd.randrange(len(writers))
+                if rnd.random() < 0.5:  # a clean stop (it retires), else as if killed
+                    await writers[i].close()
                 fresh = InfluxQLStore.from_url(
                     url, replace(Settings(), influx_memory_points=2_000 if i == 2 else 4_000_000)
                 )

@@ -103,6 +103,33 @@ def test_sigterm_finishes_in_flight_ingest(service: Service) -> None:
     assert sum(c for _, c in counts) == 10_000
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_on_influxdb_a_clean_stop_records_its_retirement_and_a_kill_cannot(
+    sig: signal.Signals, influxd: Any, tmp_path: Path
+) -> None:
+    """A process that stops on SIGTERM tells the writers after it that its writes have all
+    landed: a last intent covering nothing (docs/influx.md), so its successor trusts what it
+    reads at once. One killed with -9 cannot; its successor waits its intents out."""
+    db = f"p_{sig.name.lower()}_{time.time_ns()}"
+    influxd.query(f'CREATE DATABASE "{db}"')
+    service = Service(tmp_path, {"EVENTSAPI_STORE": f"influxql://127.0.0.1:{influxd.port}/{db}"})
+    try:
+        service.start()
+        token = service.token("--sub", "x", "--bucket", "b")
+        events = [{"event_name": "e", "app_name": "a", "id": f"id{i}"} for i in range(3)]
+        assert service.call("POST", "/api/bucket/b/data/events/ingest", events, token)[0] == 200
+        assert service.proc is not None
+        service.proc.send_signal(sig)
+        service.proc.wait(30)
+    finally:
+        service.close()
+    answer = json.loads(influxd.query('SELECT "m" FROM "eventsapi_writes"', db))
+    intents = [m.split(" ") for _, m in answer["results"][0]["series"][0]["values"]]
+    writers = {w for w, _, _ in intents}
+    retired = [w for w, lo, hi in intents if lo == hi == "0"]
+    assert len(writers) == 1 and retired == (list(writers) if sig == signal.SIGTERM else []), intents
+
+
 def test_kill_9_loses_no_acknowledged_event(service: Service) -> None:
     service.start()
     token = service.token("--sub", "x", "--bucket", "b", "--scope", "events:read events:write")

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import parse_qs
 
 from aiohttp import ClientSession, web
 
@@ -18,6 +19,7 @@ _HOP = ("content-length", "transfer-encoding", "content-encoding", "connection")
 class Relay:
     address: str  # host:port to give a store instead of the engine's
     answer_types: list[str] = field(default_factory=list)  # Content-Type of each /query answer
+    statements: list[str] = field(default_factory=list)  # the `q` of each /query, in order
 
 
 @asynccontextmanager
@@ -39,6 +41,7 @@ async def relay(
         ):
             if request.path == "/query":
                 out.answer_types.append(r.headers.get("Content-Type", ""))
+                out.statements += parse_qs(body.decode()).get("q", []) + request.query.getall("q", [])
             back = {k: v for k, v in r.headers.items() if k.lower() not in _HOP}
             return web.Response(body=await r.read(), status=r.status, headers=back)
 

@@ -13,16 +13,17 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from urllib.parse import SplitResult, parse_qs
 
 from eventsapi.stores import influxtail
-from eventsapi.stores.base import Store, group_by_app
+from eventsapi.stores.base import Store, StoreError, group_by_app
 from eventsapi.stores.influxkeys import InfluxKeys
 from eventsapi.stores.lineprotocol import NS_PER_MS, SeriesHeads, render_batches
 from eventsapi.stores.occupancy import (
     CHUNK_MS,
     EVERYTHING,
+    SETTLE_NS,
     Chunk,
     Intent,
     Known,
@@ -35,6 +36,8 @@ from eventsapi.stores.occupancy import (
 from eventsapi.stores.paging import FUTURE_NS, Rows, page
 from eventsapi.stores.placement import Ledger, OccupiedPoint, place
 from eventsapi.values import DeleteScope, EventQuery, ExportPosition, ExportQuery, NewEvent, StoredEvent, TailQuery
+
+RETIRE_TIMEOUT_S = 5.0  # a close waits this long at most to record the process's retirement
 
 
 def url_flag(parts: SplitResult, name: str) -> bool:
@@ -60,6 +63,8 @@ class InfluxStore(InfluxKeys, Store):
         self._ledger = Ledger()
         self._heads = SeriesHeads()
         self.occupancy = Occupancy(memory_points, write_timeout_s=write_timeout_s)
+        self._changing_now = 0  # writes and deletes of events in flight
+        self._doubt_until_ns = 0  # one failed or was cut off: it may land until then
 
     # -- the dialect ----------------------------------------------------------------------
 
@@ -74,6 +79,10 @@ class InfluxStore(InfluxKeys, Store):
     @abc.abstractmethod
     async def _write_lines(self, body: bytes) -> None:
         """Write line protocol; return once the engine acknowledged it."""
+
+    @abc.abstractmethod
+    async def _disconnect(self) -> None:
+        """Release the engine's connections."""
 
     @abc.abstractmethod
     async def _delete_all(self, bucket: str) -> None: ...
@@ -119,9 +128,10 @@ class InfluxStore(InfluxKeys, Store):
                 placed = place(events, known.slots, CHUNK_MS)
                 if placed:
                     lo, hi = chunk_span(chunks)
-                    for body in render_batches(bucket, placed, ingested_ns=time.time_ns(), heads=self._heads):
-                        await self._intend(bucket, lo, hi)
-                        await self._write_lines(body)
+                    with self._changing():
+                        for body in render_batches(bucket, placed, ingested_ns=time.time_ns(), heads=self._heads):
+                            await self._intend(bucket, lo, hi)
+                            await self._write_lines(body)
                     self.occupancy.record(bucket, placed, known, generation)
             except BaseException:
                 self.occupancy.forget_ms(bucket, ms)
@@ -174,14 +184,44 @@ class InfluxStore(InfluxKeys, Store):
         await self._write_lines(intent_line(bucket, intent))
         self.occupancy.recorded(bucket, intent)
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Around writes and deletes of events: one that fails or is cut off may still land,
+        up to SETTLE later, so the process does not retire (close) until then."""
+        self._changing_now += 1
+        try:
+            yield
+        except BaseException:
+            self._doubt_until_ns = time.time_ns() + SETTLE_NS
+            raise
+        finally:
+            self._changing_now -= 1
+
+    async def close(self) -> None:
+        await self._retire()
+        await self._disconnect()
+
+    async def _retire(self) -> None:
+        """Tell the other writers (and this process's successor) that every write of this
+        process has landed (occupancy.py, "Retirement"), when that is known to be true. Best
+        effort: without it they wait for this writer's intents to settle."""
+        now = time.time_ns()
+        if self._changing_now or now < self._doubt_until_ns:
+            return
+        lines = b"".join(intent_line(bucket, it) for bucket, it in self.occupancy.retirement(now))
+        if lines:
+            with contextlib.suppress(StoreError, TimeoutError):
+                await asyncio.wait_for(self._write_lines(lines), RETIRE_TIMEOUT_S)
+
     @contextlib.asynccontextmanager
     async def _deleting(self, bucket: str, lo_ms: int, hi_ms: int) -> AsyncIterator[None]:
         # Other processes forget the range when they read the intent; this one when done, and
         # its ingests in flight do not record what the delete may have removed.
         self.occupancy.deleting(bucket)
         try:
-            await self._intend(bucket, lo_ms, hi_ms, always=True)
-            yield
+            with self._changing():
+                await self._intend(bucket, lo_ms, hi_ms, always=True)
+                yield
         finally:
             self.occupancy.deleting(bucket)
             self.occupancy.forget(bucket, lo_ms, hi_ms)

@@ -86,7 +86,7 @@ class InfluxDB2Store(InfluxStore):
     async def open(self) -> None:
         await self.ping()
 
-    async def close(self) -> None:
+    async def _disconnect(self) -> None:
         if self._client is not None:
             await self._client.close()
 

@@ -177,7 +177,7 @@ class InfluxQLStore(InfluxStore):
             await self.query(f"CREATE DATABASE {ident}")
         await self.ping()
 
-    async def close(self) -> None:
+    async def _disconnect(self) -> None:
         if self._session is not None:
             await self._session.close()
 

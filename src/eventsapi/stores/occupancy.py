@@ -24,6 +24,10 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   trusts a chunk has read it after everything other writers could still change in it — the
   same bound as reading before every batch: only writes racing within the same instant
   (docs/influx.md says what that leaves).
+- **Retirement.** A process that closes cleanly, with no write in flight or failed within
+  SETTLE, records a last intent covering nothing (`retirement`): every write of its has landed.
+  Other writers, and its own successor after a restart (another writer to them), then read what
+  its intents covered once more and trust it, instead of for every batch until they settle.
 - **Failures.** A write or delete that fails, or that a delete of the same bucket overlapped,
   makes the process forget the chunks it touched: it may or may not have landed.
 """
@@ -138,6 +142,7 @@ class _Bucket:
     read_ns: int | None = None  # when its intents were last read (this process's clock)
     seen: dict[tuple[str, int], int] = field(default_factory=dict)  # (writer, ns) applied -> ns
     unsettled: list[Intent] = field(default_factory=list)
+    retired: dict[str, int] = field(default_factory=dict)  # writer -> when it retired (ns)
     own: list[Intent] = field(default_factory=list)
     generation: int = 0  # bumped by every delete of the bucket
 
@@ -189,17 +194,22 @@ class Occupancy:
             if it.writer == self.writer or (it.writer, it.ns) in b.seen:
                 continue
             b.seen[(it.writer, it.ns)] = it.ns
+            if it.lo_ms == it.hi_ms:  # a retirement: the writer's writes up to it have landed
+                b.retired[it.writer] = max(it.ns, b.retired.get(it.writer, 0))
+                continue
             if it.ns + SETTLE_NS > read_ns:
                 b.unsettled.append(it)
             self.forget(bucket, it.lo_ms, it.hi_ms)
         horizon = read_ns - 3 * SETTLE_NS  # older than any the next read can return
         if b.seen and min(b.seen.values()) < horizon:
             b.seen = {k: v for k, v in b.seen.items() if v >= horizon}
-        # Unsettled intents: what they cover is read again for every batch until they settle,
-        # and once more after (this drop is that last time).
+            b.retired = {k: v for k, v in b.retired.items() if v >= horizon}
+        # Unsettled intents: what they cover is read again for every batch until they settle
+        # or their writer retires, and once more after (this drop is that last time).
         for it in b.unsettled:
             self.forget(bucket, it.lo_ms, it.hi_ms)
-        b.unsettled = [it for it in b.unsettled if it.ns + SETTLE_NS > read_ns]
+        retired = b.retired
+        b.unsettled = [it for it in b.unsettled if it.ns + SETTLE_NS > read_ns and it.ns > retired.get(it.writer, -1)]
 
     def own_intent(self, bucket: str, lo_ms: int, hi_ms: int, now_ns: int) -> Intent:
         """A new intent of this writer for [lo, hi), its time after any earlier one's."""
@@ -207,6 +217,17 @@ class Occupancy:
         b.own = [it for it in b.own if it.ns + SETTLE_NS > now_ns]
         last = b.own[-1].ns if b.own else 0
         return Intent(self.writer, max(now_ns, last + 1), lo_ms, hi_ms)
+
+    def retirement(self, now_ns: int) -> list[tuple[str, Intent]]:
+        """The last intents of a clean close: one covering nothing in each bucket this writer
+        may have written within SETTLE, later than its other intents there. Its own intents
+        end with it: a write after this (a store reused after close) records new ones."""
+        out = []
+        for bucket, b in self._buckets.items():
+            if any(it.ns + SETTLE_NS > now_ns for it in b.own):
+                out.append((bucket, Intent(self.writer, max(now_ns, b.own[-1].ns + 1), 0, 0)))
+            b.own = []
+        return out
 
     def recorded(self, bucket: str, intent: Intent) -> None:
         self._bucket(bucket).own.append(intent)
