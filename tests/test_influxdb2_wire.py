@@ -118,8 +118,12 @@ async def test_service_sends_only_valid_flux(settings: Settings) -> None:
     lines = [line for _, body in seen["write"] for line in body.strip().split("\n")]
     events = [line for line in lines if line.startswith("events,app=") and ",bucket_id=b1," in line]
     assert len(events) == len(values)
-    # Besides the events: the intents (occupancy.py) recorded before the ingest and the delete.
-    assert [line.split(" ")[0] for line in lines if line not in events] == ["eventsapi_writes,bucket_id=b1"] * 2
+    # Besides the events: the intents (occupancy.py) recorded before the ingest and the delete,
+    # then, as the service stops, its retirement (an intent whose span is empty: "writer 0 0").
+    others = [line for line in lines if line not in events]
+    assert [line.split(" ")[0] for line in others] == ["eventsapi_writes,bucket_id=b1"] * 3
+    spans = [[int(n) for n in line.split('"')[1].split(" ")[1:]] for line in others]
+    assert spans[0][0] < spans[0][1] and spans[1][0] < spans[1][1] and spans[2] == [0, 0]
     ((dparams, dbody),) = seen["delete"]
     assert dparams["bucket"] == "events" and dparams["org"] == "my-org"
     assert dbody["predicate"] == '_measurement="events" AND bucket_id="b1"'

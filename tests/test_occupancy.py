@@ -289,16 +289,18 @@ async def test_a_successor_trusts_a_clean_close_at_once_and_waits_out_a_cut_off_
         held[0] = 0.0
         await first.close()
         second = store()
-        await second.open()
-        await second.ingest("cut", [ev("warm", at + 1)])  # reads the minute: evt-86 is not there yet
-        await asyncio.sleep(1.0)  # the held write lands
-        await second.ingest("cut", [ev("evt-1291", at, '{"by":"second"}')])  # wants evt-86's slot
-        assert {(e[1], e[3]) for e in await stored(second, "cut")} == {
-            ("warm", "{}"),
-            ("evt-86", '{"by":"first"}'),
-            ("evt-1291", '{"by":"second"}'),
-        }
-        await second.close()
+        try:
+            await second.open()
+            await second.ingest("cut", [ev("warm", at + 1)])  # reads the minute: evt-86 is not there yet
+            await r.until_landed(b"evt-86")  # the held write: evt-86 is there now
+            await second.ingest("cut", [ev("evt-1291", at, '{"by":"second"}')])  # wants evt-86's slot
+            assert {(e[1], e[3]) for e in await stored(second, "cut")} == {
+                ("warm", "{}"),
+                ("evt-86", '{"by":"first"}'),
+                ("evt-1291", '{"by":"second"}'),
+            }
+        finally:
+            await second.close()
 
 
 async def test_random_order_batches_from_three_writers_with_resends_and_restarts(
@@ -355,7 +357,7 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
                 await fresh.open()
                 opened.append(fresh)
                 writers[i] = fresh
-        got = await stored(a, "vol")
+        got = await stored(writers[0], "vol")
     finally:
         for store in opened:
             await store.close()

@@ -20,6 +20,13 @@ class Relay:
     address: str  # host:port to give a store instead of the engine's
     answer_types: list[str] = field(default_factory=list)  # Content-Type of each /query answer
     statements: list[str] = field(default_factory=list)  # the `q` of each /query, in order
+    landed: list[bytes] = field(default_factory=list)  # each /write body the engine answered
+
+    async def until_landed(self, part: bytes, within_s: float = 10.0) -> None:
+        """Wait until a /write holding `part` has been answered by the engine (a held one)."""
+        async with asyncio.timeout(within_s):
+            while not any(part in body for body in self.landed):
+                await asyncio.sleep(0.01)
 
 
 @asynccontextmanager
@@ -43,7 +50,10 @@ async def relay(
                 out.answer_types.append(r.headers.get("Content-Type", ""))
                 out.statements += parse_qs(body.decode()).get("q", []) + request.query.getall("q", [])
             back = {k: v for k, v in r.headers.items() if k.lower() not in _HOP}
-            return web.Response(body=await r.read(), status=r.status, headers=back)
+            answer = await r.read()
+            if request.path == "/write":
+                out.landed.append(body)
+            return web.Response(body=answer, status=r.status, headers=back)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", forward)
