@@ -26,7 +26,8 @@ if [ "${EVENTSAPI_BENCH_PIN:-0}" = 1 ] && [ "$(nproc)" -ge 2 ]; then
 fi
 export EVENTSAPI_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnop EVENTSAPI_ACCESS_LOG=0
 if [ "$MODE" = influxql ]; then
-  # The same throw-away configuration the tests use (free loopback ports, own data dir).
+  # The throw-away configuration the tests use (free loopback ports, own data dir), plus a cache
+  # written to disk once writes stop, so each phase pays for its own snapshots and compactions.
   IPORT=$(.venv/bin/python tests/support/influxd.py "$WORK")
   "${ENGINE_CPUS[@]}" influxd -config "$WORK/influxdb.conf" > "$WORK/influxd.log" 2>&1 & PIDS+=($!)
   EXTRA=(--engine-pid "$!" --service-store "influxql://127.0.0.1:$IPORT/service")

@@ -11,6 +11,9 @@ Phases, each repeated `--repeat` times (medians reported):
 The direct side (`--engine`) gets the same events in the same batches with the same
 concurrency, as line protocol to InfluxDB's /write or as INSERTs into a SQLite file with the
 service's schema, and the equivalent queries.
+With `--order time,random` and/or `--prefill` (the ingest study) the ingest phases are several:
+each writes a span of history of its own, a shard group away from the others, so that none pays
+for compacting another's files; only the last phase, whose span ends now, is queried.
 """
 
 from __future__ import annotations
@@ -68,6 +71,20 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-pid", type=int, default=None, help="report the service's CPU per event (from /proc)")
     p.add_argument("--engine-pid", type=int, default=None, help="report the engine's CPU per event (from /proc)")
     p.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+
+
+# InfluxDB 1.x groups a database's points into shards of 7 days (the default retention policy)
+# and compacts each shard's files together. Phases that shared a span would share a shard, and
+# whichever phase came when the files of all the earlier ones were due for merging would pay for
+# them: each phase (with its pre-fill) gets a span of its own, at least a shard group apart.
+SHARD_GROUP_MS = 7 * 86_400_000
+
+
+def phase_end_ms(now_ms: int, index: int, count: int, spread_ms: int) -> int:
+    """Where the `index`-th of `count` ingest phases ends its history: the last one at now (the
+    queries run on its bucket and ask for the last 2 days), each earlier one a span plus a shard
+    group before the next, so no two phases write into one shard."""
+    return now_ms - (count - 1 - index) * (spread_ms + SHARD_GROUP_MS)
 
 
 def _median_side(sides: list[Side]) -> dict[str, Any]:
@@ -159,7 +176,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 bucket = args.bucket or f"bench-{uuid.uuid4().hex[:10]}"
                 label = f"{order} order{', pre-filled' if prefilled else ''}"
                 progress(f"repeat {rep + 1}/{args.repeat}, {label}: generating {args.events} events")
-                now_ms = int(time.time() * 1000)
+                # With several phases (the ingest study) each gets a span of its own and only the
+                # very last, at now, is queried; a single phase is queried in every repetition.
+                index, count = (rep * len(phases) + n, args.repeat * len(phases)) if len(phases) > 1 else (0, 1)
+                queried = index == count - 1 if len(phases) > 1 else True
+                now_ms = phase_end_ms(int(time.time() * 1000), index, count, int(args.spread * 1000))
                 if prefilled:
                     before = Workload.make(args, now_ms, "random", args.prefill, seed=7)
                     await prefill_influxql([args.service_store, args.engine], bucket, before, session, progress)
@@ -175,15 +196,16 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                     else:
                         raise SystemExit("--engine must be influxql://HOST:PORT/DB or sqlite:///PATH")
                 try:
-                    if n == len(phases) - 1:  # queries on the last bucket loaded
+                    if queried:
                         await _time_queries(args, loaded, progress)
                 finally:
                     for side in loaded:
                         await side.close()
                 by_phase.setdefault((order, prefilled), []).append([side.side for side in loaded])
+                if queried:
+                    services.append(loaded[0].side)
+                    engines.extend(side.side for side in loaded[1:])
                 progress(f"repeat {rep + 1}/{args.repeat}, {label}: done", done=True)
-            services.append(loaded[0].side)
-            engines.extend(side.side for side in loaded[1:])
     report: dict[str, Any] = {
         "config": {
             k: getattr(args, k)

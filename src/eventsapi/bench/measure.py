@@ -32,17 +32,22 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def settle(pid: int | None, limit_s: float = 90.0) -> None:
-    """Wait until a process is idle (under 5 % of a core for a second): an engine compacts what
-    it was just sent, and that work belongs to the phase that sent it."""
+async def settle(pid: int | None, limit_s: float = 120.0, quiet_s: int = 3) -> None:
+    """Wait until a process is idle (under 5 % of a core for `quiet_s` seconds in a row): an
+    engine snapshots and compacts what it was just sent, a second or more after the last write,
+    and that work belongs to the phase that sent it."""
     if not pid:
         return
     deadline = time.monotonic() + limit_s
     last = cpu_seconds(pid)
+    quiet = 0
     while time.monotonic() < deadline and last is not None:
         await asyncio.sleep(1.0)
         now = cpu_seconds(pid)
-        if now is None or now - last < 0.05:
+        if now is None:
+            return
+        quiet = quiet + 1 if now - last < 0.05 else 0
+        if quiet >= quiet_s:
             return
         last = now
 
