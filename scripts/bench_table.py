@@ -51,6 +51,64 @@ def latency_rows(label: str, run: dict[str, Any], cmd: str) -> list[str]:
     return rows
 
 
+STUDY_ENV = "EVENTSAPI_INFLUX_MEMORY_POINTS=3000000 "
+
+
+def study_command(run: dict[str, Any]) -> str:
+    c = run["config"]
+    extra = (f" --queries {c['queries']}" if c["queries"] != 100 else "") + (
+        f" --repeat {c['repeat']}" if c["repeat"] > 1 else ""
+    )
+    return (
+        f"`{STUDY_ENV}./scripts/bench.sh influxql --events {c['events']} --order {c['order']} "
+        f"--prefill {c['prefill']}{extra}`"
+    )
+
+
+def count_label(n: int) -> str:
+    return f"{n // 10**6}M" if n % 10**6 == 0 else f"{n // 1000}k"
+
+
+def study_rows(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """Issue 20's goals, one row each, from the ingest-study reports (`runs`: name → report)."""
+    rows = ["| goal | measured | target | run |", "|---|---|---|---|"]
+    for name, run in runs.items():
+        size = count_label(run["config"]["events"])
+        at = {(p["order"], p["prefilled"]): p for p in run["ingest_phases"]}
+        rate = {k: p["service"]["events_per_s"] for k, p in at.items()}
+        rnd, tim = rate[("random", False)], rate[("time", False)]
+        r = rnd / tim
+        rows.append(
+            f"| order-insensitive, {size}: random ÷ time order, into an empty bucket "
+            f"| {rnd:,} ÷ {tim:,} ev/s = {r:.2f} | ≥ 0.5 {ok(r >= 0.5)} | {name} |"
+        )
+        for order in ("time", "random"):
+            r = rate[(order, True)] / rate[(order, False)]
+            rows.append(
+                f"| size-insensitive, {order} order, {size}: into a bucket holding "
+                f"{count_label(run['config']['prefill'])} over the same 2 days ÷ into an empty one "
+                f"| {rate[(order, True)]:,} ÷ {rate[(order, False)]:,} ev/s = {r:.2f} | ≥ 0.8 {ok(r >= 0.8)} | {name} |"
+            )
+        for order, limit in (("time", 0.15), ("random", 0.5)):
+            via, alone = at[(order, False)]["service"]["cpu_us_per_event"], at[(order, False)]["engine"]
+            write = alone["cpu_us_per_event"]["engine"]
+            r = (via["engine"] - write) / write
+            rows.append(
+                f"| engine CPU on the service's reads ÷ its write CPU, {order} order, {size} "
+                f"| ({via['engine']:.1f} − {write:.1f}) ÷ {write:.1f} µs/event = {r:.2f} "
+                f"| ≤ {limit} {ok(r <= limit)} | {name} |"
+            )
+        for order in ("time", "random"):
+            via, write = at[(order, False)]["service"]["cpu_us_per_event"], at[(order, False)]["engine"]
+            w = write["cpu_us_per_event"]["engine"]
+            r = via["service"] / w
+            rows.append(
+                f"| service CPU ÷ engine write CPU, {order} order, {size} "
+                f"| {via['service']:.1f} ÷ {w:.1f} µs/event = {r:.2f} | ≤ 0.6 {ok(r <= 0.6)} | {name} |"
+            )
+    return rows
+
+
 def main() -> None:
     s2, s1m, s100 = load("sqlite-200k"), load("sqlite-1m"), load("sqlite-100k")
     i2, i2p, i1m, i100 = load("influxql-200k"), load("influxql-200k-pinned"), load("influxql-1m"), load("influxql-100k")
@@ -112,6 +170,8 @@ def main() -> None:
         f"(engine alone {ms(i100['engine']['stats']['p50'])} → {ms(i1m['engine']['stats']['p50'])}) | "
         "`./scripts/bench.sh influxql --events 100000 --delete`, then `--events 1000000` |"
     )
+    print()
+    print("\n".join(study_rows({"A": load("influxql-200k-order-prefill"), "B": load("influxql-1m-order-prefill")})))
 
 
 if __name__ == "__main__":
