@@ -51,20 +51,6 @@ def latency_rows(label: str, run: dict[str, Any], cmd: str) -> list[str]:
     return rows
 
 
-STUDY_ENV = "EVENTSAPI_INFLUX_MEMORY_POINTS=3000000 "
-
-
-def study_command(run: dict[str, Any]) -> str:
-    c = run["config"]
-    extra = (f" --queries {c['queries']}" if c["queries"] != 100 else "") + (
-        f" --repeat {c['repeat']}" if c["repeat"] > 1 else ""
-    )
-    return (
-        f"`{STUDY_ENV}./scripts/bench.sh influxql --events {c['events']} --order {c['order']} "
-        f"--prefill {c['prefill']}{extra}`"
-    )
-
-
 def count_label(n: int) -> str:
     return f"{n // 10**6}M" if n % 10**6 == 0 else f"{n // 1000}k"
 

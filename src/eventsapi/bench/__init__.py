@@ -179,7 +179,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 # With several phases (the ingest study) each gets a span of its own and only the
                 # very last, at now, is queried; a single phase is queried in every repetition.
                 index, count = (rep * len(phases) + n, args.repeat * len(phases)) if len(phases) > 1 else (0, 1)
-                queried = index == count - 1 if len(phases) > 1 else True
+                queried = index == count - 1
                 now_ms = phase_end_ms(int(time.time() * 1000), index, count, int(args.spread * 1000))
                 if prefilled:
                     before = Workload.make(args, now_ms, "random", args.prefill, seed=7)
