@@ -22,7 +22,7 @@ bind-address = "127.0.0.1:{rpc_port}"
   wal-dir = "{dir}/wal"
   query-log-enabled = false
   wal-fsync-delay = "0s"
-[monitor]
+{data_extra}[monitor]
   store-enabled = false
 [http]
   bind-address = "127.0.0.1:{port}"
@@ -62,8 +62,7 @@ class InfluxD:
 
     def write_config(self, extra_data: str = "") -> Path:
         conf = self.dir / "influxdb.conf"
-        text = CONFIG.format(dir=self.dir, port=self.port, rpc_port=self.rpc_port)
-        conf.write_text(text.replace("[monitor]", extra_data + "[monitor]"))
+        conf.write_text(CONFIG.format(dir=self.dir, port=self.port, rpc_port=self.rpc_port, data_extra=extra_data))
         return conf
 
     def start(self, timeout: float = 30.0) -> None:
