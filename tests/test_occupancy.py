@@ -157,6 +157,27 @@ def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_mi
     assert occ.known("b", {5000}) is not None and occ.known("b", {10}) is None
 
 
+def test_the_budget_evicts_the_minutes_used_least_recently_and_a_failed_read_is_never_used() -> None:
+    day = 1441 * CHUNK_POINTS  # what a minute and the day read after it cost
+    occ = Occupancy(budget_points=2 * day + 10, writer="me")
+    for i in (10, 5000):
+        _, mine, _ = occ.claim("b", {i})
+        occ.fill("b", mine, [])
+    assert occ.known("b", {10}) is not None  # a batch used minute 10 last
+    _, mine, _ = occ.claim("b", {9000})
+    occ.fill("b", mine, [])
+    occ.evict()  # one day's worth goes: the minutes after 10, not 10 nor those read later
+    assert occ.known("b", {11}) is None and occ.known("b", {1450}) is None
+    assert occ.known("b", {10}) is not None and occ.known("b", {5000}) is not None
+    # A read that failed leaves nothing usable: the next batch claims the minute again.
+    _, mine, _ = occ.claim("b", {20_000})
+    occ.abandon("b", mine)
+    assert all(c.ready.is_set() for c in mine.values())
+    assert occ.known("b", {20_000}) is None
+    _, again, _ = occ.claim("b", {20_000})
+    assert 20_000 in again
+
+
 def test_intent_lines_carry_hostile_bucket_ids() -> None:
     line = intent_line("a b,c=d", Intent("w1", 123, 0, 60_000)).decode()
     assert line == 'eventsapi_writes,bucket_id=a\\ b\\,c\\=d m="w1 0 60000" 123\n'

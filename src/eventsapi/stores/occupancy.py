@@ -8,11 +8,10 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
 
 - **Chunks.** A bucket's time is cut into minutes (`CHUNK_MS`). A chunk is read from the engine
   once (every point time and id in that minute), then kept up to date with what this process
-  writes. Point times are kept exactly; an (at, id) as a 64-bit hash of the pair (a false match
-  would need two ids of one millisecond to share all 64 bits: p ~ 5e-20 per pair). Chunks are
-  sorted arrays plus small sets of recent additions: ~16 bytes per point. The least recently
-  used chunks go when the store holds more than its budget of points; a chunk that went is read
-  again when needed.
+  writes. A chunk is its minute's `placement.Slots`: each point time, exactly, with a 30-bit
+  mark of its event's id (placement.py says what a false match needs): about 110 bytes per
+  point in CPython, dict entry and integers included. The least recently used chunks go when
+  the store holds more than its budget of points; a chunk that went is read again when needed.
 - **Intents.** Other processes write the same buckets (workers, replicas, `eventsapi migrate`).
   Before a process writes points (or deletes) in a bucket, it records an *intent*: a point in
   the measurement `eventsapi_writes` saying "writer W may change milliseconds [lo, hi) of this
@@ -37,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, NS_PER_MS, encode_tag, escape_tag
@@ -56,18 +55,16 @@ READ_SPAN = 360  # chunks (6 hours) one read covers at most: a long span is read
 CHUNK_POINTS = 8  # what a chunk costs of the budget besides its points (~1 KB even empty)
 
 
-class Chunk:
-    """One minute of one bucket: its points (placement.Slots), once read from the engine."""
+class Chunk(Slots):
+    """One minute of one bucket: its points (a placement.Slots), once read from the engine.
+    `usable` once they are read; `ready` is set when the read ended, in success or failure."""
 
-    __slots__ = ("failed", "ready", "slots")
+    __slots__ = ("ready", "usable")
 
     def __init__(self) -> None:
+        super().__init__()
         self.ready = asyncio.Event()
-        self.failed = False
-        self.slots = Slots()
-
-    def __len__(self) -> int:
-        return len(self.slots)
+        self.usable = False
 
 
 @dataclass(frozen=True)
@@ -148,14 +145,17 @@ class _Bucket:
 
 
 class Known:
-    """A batch's chunks, ready: `slots` by chunk index is what `place(events, slots, CHUNK_MS)`
-    takes."""
+    """A batch's chunks, ready, by chunk index: `slots` is what `place(events, slots, CHUNK_MS)`
+    takes (a Chunk is the Slots of its minute)."""
 
-    __slots__ = ("chunks", "slots")
+    __slots__ = ("chunks",)
 
-    def __init__(self, chunks: dict[int, Chunk], slots: dict[int, Slots]) -> None:
+    def __init__(self, chunks: dict[int, Chunk]) -> None:
         self.chunks = chunks
-        self.slots = slots
+
+    @property
+    def slots(self) -> Mapping[int, Slots]:
+        return self.chunks
 
 
 class Occupancy:
@@ -168,7 +168,10 @@ class Occupancy:
         self.fresh_ns = max(0, SETTLE_NS - int((write_timeout_s + 10) * 1e9))
         self.points = 0
         self._buckets: dict[str, _Bucket] = {}
-        self._lru: OrderedDict[tuple[str, int], Chunk] = OrderedDict()
+        # Chunk -> (bucket, index), least recently used first; keyed by the chunk itself, since
+        # a batch out of time order touches thousands of minutes (a key tuple made per touch
+        # was most of what the memory cost such a batch).
+        self._lru: OrderedDict[Chunk, tuple[str, int]] = OrderedDict()
 
     def _bucket(self, bucket: str) -> _Bucket:
         b = self._buckets.get(bucket)
@@ -278,10 +281,11 @@ class Occupancy:
                 found.append(point)
         b = self._bucket(bucket)
         for i, chunk in mine.items():
-            chunk.slots.load(per[i])
+            chunk.load(per[i])
+            chunk.usable = True
             chunk.ready.set()
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
-                self._lru[(bucket, i)] = chunk
+                self._lru[chunk] = (bucket, i)
                 self.points += len(chunk) + CHUNK_POINTS
         # No eviction here: the batch that read these has yet to use them (evict() after it).
 
@@ -291,23 +295,21 @@ class Occupancy:
         for i, chunk in mine.items():
             if b.chunks.get(i) is chunk:
                 del b.chunks[i]
-            chunk.failed = True
-            chunk.ready.set()
+            chunk.ready.set()  # never usable: whoever waited reads it again
 
     def known(self, bucket: str, indexes: set[int]) -> Known | None:
         """The placement view when every chunk is ready, else None (read again)."""
         held = self._bucket(bucket).chunks
         chunks: dict[int, Chunk] = {}
-        slots: dict[int, Slots] = {}
-        touch = self._lru.move_to_end  # a batch out of time order touches thousands of minutes
         for i in indexes:
             c = held.get(i)
-            if c is None or c.failed or not c.ready.is_set():
+            if c is None or not c.usable:
                 return None
             chunks[i] = c
-            slots[i] = c.slots
-            touch((bucket, i))
-        return Known(chunks, slots)
+        touch = self._lru.move_to_end  # every held, usable chunk is in the LRU
+        for c in chunks.values():
+            touch(c)
+        return Known(chunks)
 
     def generation(self, bucket: str) -> int:
         return self._bucket(bucket).generation
@@ -328,7 +330,7 @@ class Occupancy:
             if now is not None:
                 for e, ns in placed:
                     if e.at // CHUNK_MS == i:
-                        now.slots.marks[ns] = id_mark(e.id)
+                        now.marks[ns] = id_mark(e.id)
         self.points += len(placed)  # an estimate for the budget; each chunk subtracts its size when it goes
 
     def deleting(self, bucket: str) -> None:
@@ -350,14 +352,14 @@ class Occupancy:
 
     def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
         c = b.chunks.pop(i, None)
-        if c is not None and self._lru.pop((bucket, i), None) is not None:
+        if c is not None and self._lru.pop(c, None) is not None:
             self._uncount(c)
 
     def evict(self) -> None:
         """Drop the least recently used chunks while over the budget (after a batch used its
         chunks: a batch larger than the budget still gets all of its chunks first)."""
         while self.points > self.budget_points and self._lru:
-            (bucket, i), c = self._lru.popitem(last=False)
+            c, (bucket, i) = self._lru.popitem(last=False)
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
