@@ -27,7 +27,15 @@ from eventsapi.config import Settings
 from eventsapi.stores.base import StoreUnavailable
 from eventsapi.stores.influxql import InfluxQLStore
 from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, render_lines
-from eventsapi.stores.occupancy import CHUNK_MS, CHUNK_POINTS, SETTLE_NS, Intent, Occupancy, intent_line
+from eventsapi.stores.occupancy import (
+    CHUNK_MS,
+    CHUNK_POINTS,
+    DICT_POINT,
+    SETTLE_NS,
+    Intent,
+    Occupancy,
+    intent_line,
+)
 from eventsapi.stores.placement import Slots, first_slot, place
 from eventsapi.values import ExportQuery, NewEvent
 from support.relay import relay
@@ -65,6 +73,74 @@ def test_slots_keep_whole_the_points_their_probe_would_not_reach() -> None:
     assert place([ev("evt-1291", 5), ev("y", 0), ev("x", 0)], slots) == []
     ((_, t2),) = place([ev("evt-1291", 6)], slots)  # another millisecond: another event
     assert t2 == 6 * NS + first_slot("evt-1291")
+
+
+def test_slots_place_the_same_whether_their_points_are_compacted_or_not() -> None:
+    """Batches into one Slots, compacted between some of them (a few points into many, or all
+    merged), against a plain probing oracle that carries what each batch stored: re-sends,
+    shared first slots and bursts in a millisecond find the same points either way."""
+
+    def probe(taken: set[int], stored: set[tuple[int, str]], e: NewEvent) -> int | None:
+        if (e.at, e.id) in stored:
+            return None
+        stored.add((e.at, e.id))
+        s = first_slot(e.id)
+        while e.at * NS + s in taken:
+            s = (s + 1) % NS
+        taken.add(e.at * NS + s)
+        return e.at * NS + s
+
+    rnd = random.Random(20261204)
+    for _ in range(40):
+        history = [ev(f"h{i}", rnd.randrange(50), name=rnd.choice("nm")) for i in range(rnd.randrange(0, 400))]
+        taken: set[int] = set()
+        stored: set[tuple[int, str]] = set()
+        points = [(t, e.id) for e in history if (t := probe(taken, stored, e)) is not None]
+        slots = Slots(points)
+        if rnd.random() < 0.5:
+            slots.compact()  # what was read, compacted (or not) at once
+        sent: list[NewEvent] = []
+        for _ in range(8):
+            batch = [
+                rnd.choice(sent + history)
+                if sent and rnd.random() < 0.2
+                else ev(rnd.choice(["evt-86", "evt-1291", f"x{rnd.randrange(10**6)}"]), rnd.randrange(60))
+                for _ in range(rnd.randrange(1, 60))
+            ]
+            expected = [(e, t) for e in batch if (t := probe(taken, stored, e)) is not None]
+            assert place(batch, slots) == expected
+            sent += batch
+            if rnd.random() < 0.5:
+                slots.compact()
+            assert len(slots) == len(taken) and not (slots.marks.keys() & set(slots.keys))
+            assert list(slots.keys) == sorted(slots.keys)
+
+
+def test_over_the_budget_minutes_are_compacted_before_any_is_dropped() -> None:
+    """A minute whose points fit the budget only compacted stays known, compacted, and still
+    finds what it holds; what a batch reads past the budget is compacted at once."""
+    minute = {T0 // CHUNK_MS}
+    read = [(T0 * NS + first_slot(f"p{i}") + i * NS, f"p{i}") for i in range(1000)]  # one point a millisecond
+    day = 1441 * CHUNK_POINTS  # a minute and the day read after it, empty
+    occ = Occupancy(budget_points=day + 3000, writer="me")
+    _, mine, _ = occ.claim("b", minute)
+    occ.fill("b", mine, read)
+    known = occ.known("b", minute)
+    assert known is not None
+    placed = place([ev(f"new{i}", T0 + 30_000 + i) for i in range(200)], known.slots, CHUNK_MS)
+    occ.record("b", placed, known, occ.generation("b"))
+    chunk = known.chunks[T0 // CHUNK_MS]
+    assert len(chunk.marks) == 1200 and occ.points > occ.budget_points  # 1,200 points as dicts do not fit
+    occ.evict()
+    assert occ.points <= occ.budget_points and occ.known("b", minute) is not None
+    assert not chunk.marks and len(chunk.keys) == 1200  # compacted, not dropped
+    assert place([ev("p7", T0 + 7), ev("new3", T0 + 30_003)], chunk) == []  # both found: stored
+    # Now over the budget: the next read is compacted as it is filled.
+    occ.budget_points = occ.points - 1
+    _, mine, _ = occ.claim("b", {T0 // CHUNK_MS + 5000})
+    occ.fill("b", mine, [((T0 + 5000 * CHUNK_MS) * NS + 5, "q")])
+    assert all(not c.marks for c in mine.values()) and len(mine[T0 // CHUNK_MS + 5000]) == 1
+    assert DICT_POINT * 1200 > 3000 > 1200
 
 
 def test_intents_of_other_writers_make_their_minutes_unknown_until_they_settle() -> None:
@@ -159,7 +235,7 @@ def test_a_write_under_a_delete_is_forgotten_and_the_budget_evicts_the_oldest_mi
 
 def test_the_budget_evicts_the_minutes_used_least_recently_and_a_failed_read_is_never_used() -> None:
     day = 1441 * CHUNK_POINTS  # what a minute and the day read after it cost
-    occ = Occupancy(budget_points=2 * day + 10, writer="me")
+    occ = Occupancy(budget_points=2 * day + CHUNK_POINTS, writer="me")  # and one more minute
     for i in (10, 5000):
         _, mine, _ = occ.claim("b", {i})
         occ.fill("b", mine, [])
@@ -385,6 +461,51 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
     keys = [(at, i) for at, i, _, _ in got]
     assert len(keys) == len(set(keys)), "an (at, id) stored twice"
     assert {(at, i): (name, data) for at, i, name, data in got} == oracle
+
+
+async def test_a_backfill_into_a_bucket_that_fits_the_memory_only_compacted_reads_it_once(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str], tmp_path: Path
+) -> None:
+    """60,000 points over 2 hours, already in the bucket (written straight to the engine),
+    then random-order batches over those 2 hours, re-sends among them, from a process whose
+    memory budget holds those points only compacted: the first batch reads the span, no later
+    one reads anything, and every (at, id) is stored once, the first write kept. (Before
+    compaction, the points went and came back: every batch read the span again.)"""
+    a, _, url = pair
+    engine = url.split("//", 1)[1].split("/", 1)[0]
+    rnd = random.Random(4)
+    span = 120 * CHUNK_MS
+    history = [ev(f"h{i}", T0 + rnd.randrange(span), f'{{"h":{i}}}') for i in range(60_000)]
+    for i in range(0, len(history), 5000):
+        await a._write_lines(("\n".join(render_lines("big", place(history[i : i + 5000], Slots()))) + "\n").encode())
+    chunks = 120 + 1441  # the span and the day read ahead of it
+    deltas = 10 * 500 * DICT_POINT  # what 10 batches place, before any compaction
+    budget = chunks * CHUNK_POINTS + len(history) + deltas + 20_000
+    assert 120 * CHUNK_POINTS + len(history) * DICT_POINT > budget  # as dicts, the span's points do not fit
+    oracle = {(e.at, e.id): e.data for e in history}
+    async with relay(engine) as r:
+        store = InfluxQLStore.from_url(
+            url.replace(engine, r.address), replace(Settings(data_dir=tmp_path), influx_memory_points=budget)
+        )
+        await store.open()
+        try:
+            reads = []
+            for b in range(10):
+                batch = [ev(f"b{b}-{i}", T0 + rnd.randrange(span), f'{{"b":{b}}}') for i in range(450)]
+                batch += [msgspec.structs.replace(e, data='{"again":1}') for e in rnd.sample(history, 50)]
+                rnd.shuffle(batch)
+                for e in batch:
+                    oracle.setdefault((e.at, e.id), e.data)
+                await store.ingest("big", batch)
+                reads.append(sum(1 for q in r.statements if q.startswith('SELECT "id"')))
+                assert store.occupancy.points <= budget
+            assert reads[0] > 0 and reads[-1] == reads[0], reads
+            got = await stored(store, "big")
+        finally:
+            await store.close()
+    keys = [(at, i) for at, i, _, _ in got]
+    assert len(keys) == len(set(keys)) == len(oracle)
+    assert {(at, i): data for at, i, _, data in got} == oracle
 
 
 def test_a_writer_reuses_its_intent_only_while_its_writes_can_land_within_it() -> None:
