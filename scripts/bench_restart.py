@@ -37,7 +37,7 @@ def batch(rnd: random.Random, tag: str) -> list[NewEvent]:
 
 async def run(port: int, n: int, k: int, clean: bool) -> float:
     url = f"influxql://127.0.0.1:{port}/bench"
-    settings = Settings(data_dir=Path(tempfile.mkdtemp()), influx_memory_points=3_000_000)
+    settings = Settings(data_dir=Path(tempfile.mkdtemp()), influx_memory_points=30_000_000)
     rnd = random.Random(1)
     first = InfluxQLStore.from_url(url + "?create_database=1", settings)
     await first.open()

@@ -118,7 +118,8 @@ def test_slots_place_the_same_whether_their_points_are_compacted_or_not() -> Non
 
 def test_over_the_budget_minutes_are_compacted_before_any_is_dropped() -> None:
     """A minute whose points fit the budget only compacted stays known, compacted, and still
-    finds what it holds; what a batch reads past the budget is compacted at once."""
+    finds what it holds; a read compacts the least recently used minutes to make room, and
+    what it brings past the budget is compacted at once."""
     minute = {T0 // CHUNK_MS}
     read = [(T0 * NS + first_slot(f"p{i}") + i * NS, f"p{i}") for i in range(1000)]  # one point a millisecond
     day = 1441 * CHUNK_POINTS  # a minute and the day read after it, empty
@@ -135,7 +136,16 @@ def test_over_the_budget_minutes_are_compacted_before_any_is_dropped() -> None:
     assert occ.points <= occ.budget_points and occ.known("b", minute) is not None
     assert not chunk.marks and len(chunk.keys) == 1200  # compacted, not dropped
     assert place([ev("p7", T0 + 7), ev("new3", T0 + 30_003)], chunk) == []  # both found: stored
-    # Now over the budget: the next read is compacted as it is filled.
+    # A read that fits once the least recently used minute is compacted: that one is, and the
+    # read stays in dicts, the faster form.
+    more = place([ev(f"more{i}", T0 + 40_000 + i) for i in range(100)], chunk)
+    occ.record("b", more, known, occ.generation("b"))
+    assert len(chunk.marks) == 100
+    occ.budget_points = occ.points + DICT_POINT + 1441 * CHUNK_POINTS - 500  # compacting the 100 frees 900
+    _, mine, _ = occ.claim("b", {T0 // CHUNK_MS + 3000})
+    occ.fill("b", mine, [((T0 + 3000 * CHUNK_MS) * NS + 5, "r")])
+    assert not chunk.marks and len(mine[T0 // CHUNK_MS + 3000].marks) == 1
+    # Over the budget whatever is compacted: the next read is compacted as it is filled.
     occ.budget_points = occ.points - 1
     _, mine, _ = occ.claim("b", {T0 // CHUNK_MS + 5000})
     occ.fill("b", mine, [((T0 + 5000 * CHUNK_MS) * NS + 5, "q")])
@@ -269,7 +279,7 @@ async def pair(influxd: Any, tmp_path: Path) -> AsyncIterator[tuple[InfluxQLStor
     url = f"influxql://127.0.0.1:{influxd.port}/{db}"
     # A budget above the biggest run's points (EVENTSAPI_OCCUPANCY_EVENTS=1000000): a smaller one
     # is the third writer's.
-    settings = Settings(data_dir=tmp_path, influx_memory_points=4_000_000)
+    settings = Settings(data_dir=tmp_path, influx_memory_points=40_000_000)
     a, b = InfluxQLStore.from_url(url, settings), InfluxQLStore.from_url(url, settings)
     await a.open()
     await b.open()
@@ -449,7 +459,7 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
                 if rnd.random() < 0.5:  # a clean stop (it retires), else as if killed
                     await writers[i].close()
                 fresh = InfluxQLStore.from_url(
-                    url, replace(Settings(), influx_memory_points=2_000 if i == 2 else 4_000_000)
+                    url, replace(Settings(), influx_memory_points=2_000 if i == 2 else 40_000_000)
                 )
                 await fresh.open()
                 opened.append(fresh)

@@ -290,11 +290,13 @@ class Occupancy:
             if found is not None:
                 found.append(point)
         b = self._bucket(bucket)
-        # Kept as dicts while they fit (placement probes a dict ~8x faster), compacted at once
-        # when not: a bucket's whole history read by one batch must not pass through dicts.
+        # Kept as dicts (placement probes a dict ~8x faster) if compacting the least recently
+        # used minutes makes room for them, else compacted at once: a bucket's whole history
+        # read by one batch must not pass through dicts.
+        self._compact_oldest(self.budget_points - sum(map(len, per.values())) * DICT_POINT - len(mine) * CHUNK_POINTS)
         for i, chunk in mine.items():
             chunk.load(per[i])
-            if self.points > self.budget_points:
+            if self.points + _cost(chunk) > self.budget_points:
                 chunk.compact()
             chunk.usable = True
             chunk.ready.set()
@@ -374,20 +376,25 @@ class Occupancy:
     def evict(self) -> None:
         """While over the budget, compact the least recently used chunks, then drop them (after
         a batch used its chunks: a batch larger than the budget still gets all of them first)."""
-        if self.points <= self.budget_points:
-            return
-        for c in self._lru:  # least recently used first; compacting leaves the order as it is
-            if c.marks:
-                self.points = max(0, self.points - (DICT_POINT - 1) * len(c.marks))
-                c.compact()
-                if self.points <= self.budget_points:
-                    return
+        self._compact_oldest(self.budget_points)
         while self.points > self.budget_points and self._lru:
             c, (bucket, i) = self._lru.popitem(last=False)
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
             self._uncount(c)
+
+    def _compact_oldest(self, limit: int) -> None:
+        """Compact the least recently used chunks until the memory holds at most `limit` (a
+        compacted chunk stays usable: safe while a batch has yet to use its chunks)."""
+        if self.points <= limit:
+            return
+        for c in self._lru:  # least recently used first; compacting leaves the order as it is
+            if c.marks:
+                self.points = max(0, self.points - (DICT_POINT - 1) * len(c.marks))
+                c.compact()
+                if self.points <= limit:
+                    return
 
     def _uncount(self, chunk: Chunk) -> None:
         """A chunk left the LRU: give its share of the budget back."""
