@@ -6,17 +6,18 @@ bucket already holds and which (at, id) it already stored. Reading that from Inf
 every batch costs the engine ~40x the write itself when batches are not in time order (a probe
 into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
 
-- **Chunks.** A bucket's time is cut into minutes (`CHUNK_MS`). A chunk is read from the engine
-  once (every point time and id in that minute), then kept up to date with what this process
-  writes. A chunk is its minute's `placement.Slots`: each point time, exactly, with a 30-bit
-  mark of its event's id (placement.py says what a false match needs), in a dict (~113 bytes
-  a point, the fastest to probe) or, compacted, in sorted arrays (12 bytes a point). The
+- **Chunks.** A bucket's time is cut into minutes (`CHUNK_MS`). A chunk is read from the
+  engine once (every point time and id in that minute), then kept up to date with what this
+  process writes. A chunk is its minute's `placement.Slots`: each point time, exactly, with a
+  30-bit mark of its event's id (placement.py says what a false match needs), in a dict (~113
+  bytes a point, the fastest to probe) or, compacted, in sorted arrays (12 bytes a point). The
   budget counts compacted points (`DICT_POINT` for one in a dict, `CHUNK_POINTS` for a chunk
-  itself): past it, the least recently used chunks are compacted first and only then
-  dropped, and what is read past it is compacted at once; a chunk that went is read again
-  when needed. Compaction matters because a batch out of time order wants every minute of
-  the span it covers: a budget below that span makes every batch read back what the previous
-  one dropped (981 events/s instead of ~70,000, docs/influx.md), so the span that fits is
+  itself): past it, the least recently used chunks are compacted first and only then dropped;
+  a read compacts them to make room for itself as dicts, and is compacted itself only if that
+  is not enough. A chunk that went is read again when needed. Compaction matters because a
+  batch out of time order wants every minute of the span it covers: a budget below that span
+  makes every batch read back what the previous one dropped (a bucket of 1,000,000 points over
+  the span: 981 events/s, 45,497 since compaction, docs/influx.md), so the span that fits is
   what counts.
 - **Intents.** Other processes write the same buckets (workers, replicas, `eventsapi migrate`).
   Before a process writes points (or deletes) in a bucket, it records an *intent*: a point in
