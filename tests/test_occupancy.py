@@ -278,8 +278,10 @@ async def pair(influxd: Any, tmp_path: Path) -> AsyncIterator[tuple[InfluxQLStor
     influxd.query(f'CREATE DATABASE "{db}"')
     url = f"influxql://127.0.0.1:{influxd.port}/{db}"
     # A budget above the biggest run's points (EVENTSAPI_OCCUPANCY_EVENTS=1000000): a smaller one
-    # is the third writer's.
-    settings = Settings(data_dir=tmp_path, influx_memory_points=40_000_000)
+    # is the third writer's. EVENTSAPI_OCCUPANCY_BUDGET sets another, to run the volume test
+    # through compaction and eviction at scale (README, "Integrity").
+    budget = int(os.environ.get("EVENTSAPI_OCCUPANCY_BUDGET", "40000000"))
+    settings = Settings(data_dir=tmp_path, influx_memory_points=budget)
     a, b = InfluxQLStore.from_url(url, settings), InfluxQLStore.from_url(url, settings)
     await a.open()
     await b.open()
@@ -459,7 +461,7 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
                 if rnd.random() < 0.5:  # a clean stop (it retires), else as if killed
                     await writers[i].close()
                 fresh = InfluxQLStore.from_url(
-                    url, replace(Settings(), influx_memory_points=2_000 if i == 2 else 40_000_000)
+                    url, replace(Settings(), influx_memory_points=2_000 if i == 2 else a.occupancy.budget_points)
                 )
                 await fresh.open()
                 opened.append(fresh)
