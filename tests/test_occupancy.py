@@ -28,9 +28,11 @@ from eventsapi.stores.base import StoreUnavailable
 from eventsapi.stores.influxql import InfluxQLStore
 from eventsapi.stores.lineprotocol import INTENTS_MEASUREMENT, render_lines
 from eventsapi.stores.occupancy import (
+    AHEAD_OF_NOW,
     CHUNK_MS,
     CHUNK_POINTS,
     DICT_POINT,
+    READ_AHEAD,
     SETTLE_NS,
     Intent,
     Occupancy,
@@ -262,6 +264,29 @@ def test_the_budget_evicts_the_minutes_used_least_recently_and_a_failed_read_is_
     assert occ.known("b", {20_000}) is None
     _, again, _ = occ.claim("b", {20_000})
     assert 20_000 in again
+
+
+def test_reads_go_a_day_ahead_in_the_past_but_not_into_the_future() -> None:
+    """Producers in time order over past minutes read a day at a time; live producers read
+    AHEAD_OF_NOW minutes at a time, so that many live buckets fit the memory: with a day of
+    empty future minutes each, 200 buckets overflowed the default budget and every batch of
+    every bucket read its day again."""
+    now = T0 // CHUNK_MS + 10_000
+    occ = Occupancy(writer="me")
+    _, mine, _ = occ.claim("b", {now - 5000}, now_ms=now * CHUNK_MS)
+    assert set(mine) == set(range(now - 5000, now - 5000 + READ_AHEAD + 1))
+    _, mine, _ = occ.claim("b", {now - 100}, now_ms=now * CHUNK_MS + 59_999)
+    assert set(mine) == set(range(now - 100, now + AHEAD_OF_NOW + 1))  # up to the present and a little past
+    _, mine, _ = occ.claim("b", {now + 2000}, now_ms=now * CHUNK_MS)  # a time in the future
+    assert set(mine) == set(range(now + 2000, now + 2000 + AHEAD_OF_NOW + 1))
+    # 500 live buckets, each read once and kept, within the default budget.
+    for round_ in range(3):
+        for k in range(500):
+            _, mine, _ = occ.claim(f"live{k}", {now + round_}, now_ms=(now + round_) * CHUNK_MS)
+            assert bool(mine) == (round_ == 0), (round_, k)
+            occ.fill(f"live{k}", mine, [])
+            occ.evict()
+    assert occ.points <= occ.budget_points
 
 
 def test_intent_lines_carry_hostile_bucket_ids() -> None:

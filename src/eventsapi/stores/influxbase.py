@@ -147,7 +147,7 @@ class InfluxStore(InfluxKeys, Store):
         occ.apply_intents(bucket, await self._intents(bucket, occ.intents_since(bucket, read_ns)), read_ns)
         while True:
             generation = occ.generation(bucket)
-            ranges, mine, pending = occ.claim(bucket, chunks)
+            ranges, mine, pending = occ.claim(bucket, chunks, read_ns // 1_000_000)
             if mine:
                 await self._read_chunks(bucket, ranges, mine)
             for chunk in pending:

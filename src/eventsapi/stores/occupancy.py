@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ CHUNK_MS = 60_000
 SETTLE_NS = 120 * 1_000_000_000
 EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
 READ_AHEAD = 1_440  # chunks (a day) read past the last one a batch needs
+# ... but no further than this many past the present: ahead of live producers lies the future,
+# empty, and a day of empty chunks per bucket (~1.5 KB each) filled the default budget at ~50
+# buckets, after which every batch of every bucket read its day again (docs/influx.md).
+AHEAD_OF_NOW = 10
 READ_RANGES = 16  # ranges (statements) in one read
 READ_SPAN = 360  # chunks (6 hours) one read covers at most: a long span is read in parallel
 # The budget's unit is a compacted point (~12 bytes measured with tracemalloc); a point in a
@@ -255,9 +260,12 @@ class Occupancy:
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def claim(self, bucket: str, chunks: set[int]) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
+    def claim(
+        self, bucket: str, chunks: set[int], now_ms: int | None = None
+    ) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
         """For the chunks a batch touches (chunk_of): the [lo, hi) ms ranges to read, the
-        chunks this caller fills from that read, and the chunks another caller is filling."""
+        chunks this caller fills from that read, and the chunks another caller is filling.
+        `now_ms` (default: the clock) bounds how far ahead a read goes."""
         b = self._bucket(bucket)
         held = b.chunks
         pending: list[Chunk] = []
@@ -271,10 +279,12 @@ class Occupancy:
         if wanted:
             # Read a day ahead: producers in time order will want the next minutes soon, and on
             # InfluxDB 1.x every read copies what the write cache holds of each series it
-            # reads, so one read of a day costs much less than many of a few minutes. Ahead of
-            # live producers lies the future: nothing to read.
+            # reads, so one read of a day costs much less than many of a few minutes. Not into
+            # the future, though: live producers read AHEAD_OF_NOW minutes at a time.
             last = max(wanted)
-            wanted += [i for i in range(last + 1, last + 1 + READ_AHEAD) if i not in held]
+            now = (int(time.time() * 1000) if now_ms is None else now_ms) // CHUNK_MS
+            end = min(last + READ_AHEAD, max(last, now) + AHEAD_OF_NOW)
+            wanted += [i for i in range(last + 1, end + 1) if i not in held]
         ranges = chunk_ranges(wanted)
         mine: dict[int, Chunk] = {}
         for lo, hi in ranges:
