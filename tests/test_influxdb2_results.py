@@ -259,4 +259,4 @@ async def test_offset_and_occupancy_answers(engine: Any) -> None:
     # Intents of other writers (occupancy.py): integer ns and the text; foreign rows ignored.
     answers.clear()
     answers.append(when("eventsapi_writes", annotated((occupied, [[t0, "w1 60000 120000"], [t0 + 1, "junk"]]))))
-    assert await store._intents("b1", t0 - 1) == [Intent("w1", t0, 60000, 120000)]
+    assert await store._intents({"b1": t0 - 1}) == {"b1": [Intent("w1", t0, 60000, 120000)]}

@@ -437,6 +437,67 @@ async def test_a_successor_trusts_a_clean_close_at_once_and_waits_out_a_cut_off_
             await second.close()
 
 
+async def test_a_batch_begun_while_an_intents_read_is_in_flight_waits_for_the_next_read(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str], influxd: Any, tmp_path: Path
+) -> None:
+    """Intents reads are shared (IntentReads), but a read already answered cannot serve a batch
+    that began after it: another writer's intent may have been acknowledged in between. Here
+    the answer to A's read is held on its way while B writes evt-86 (B's intent acknowledged
+    first); A then sends evt-1291, whose first slot is evt-86's. Served by the held answer, A
+    would not know B's minute changed and would overwrite evt-86."""
+    _, b, url = pair
+    engine = f"127.0.0.1:{influxd.port}"
+    held = [0.0]
+    async with relay(engine, hold_answer=lambda q: held[0] if INTENTS_MEASUREMENT in q else 0.0) as r:
+        a = InfluxQLStore.from_url(url.replace(engine, r.address), Settings(data_dir=tmp_path))
+        await a.open()
+        try:
+            await a.ingest("x", [ev("warm", T0)])  # A knows the minute, as it is now
+            held[0] = 1.0
+            first = asyncio.create_task(a.ingest("x", [ev("a1", T0 + 50_000)]))  # same minute, other ms
+            async with asyncio.timeout(10):
+                await r.holding.wait()  # the engine answered A's read; the answer is on its way
+            held[0] = 0.0
+            await b.ingest("x", [ev("evt-86", T0 + 5, '{"by":"b"}')])
+            await asyncio.gather(first, a.ingest("x", [ev("evt-1291", T0 + 5, '{"by":"a"}')]))
+        finally:
+            await a.close()
+    got = {(at, i): data for at, i, _, data in await stored(b, "x")}
+    assert got[(T0 + 5, "evt-86")] == '{"by":"b"}' and got[(T0 + 5, "evt-1291")] == '{"by":"a"}'
+    assert len(got) == 4
+
+
+async def test_concurrent_small_batches_of_many_buckets_share_their_intents_reads(influxd: Any, tmp_path: Path) -> None:
+    """40 buckets with a producer each (a PM2 host each, batches of a few events) sending at
+    once: their batches read the intents of all 40 in one or two requests, not one each, and
+    every event is stored."""
+    db = "t_" + uuid.uuid4().hex[:12]
+    influxd.query(f'CREATE DATABASE "{db}"')
+    engine = f"127.0.0.1:{influxd.port}"
+    async with relay(engine) as r:
+        store = InfluxQLStore.from_url(f"influxql://{r.address}/{db}", Settings(data_dir=tmp_path))
+        await store.open()
+        try:
+            buckets = [f"host {k}, =\\ ${{x}} |> '\"" for k in range(40)]  # hostile, all distinct
+            for k, bucket in enumerate(buckets):  # each bucket's minutes read once, in turn
+                await store.ingest(bucket, [ev(f"w{k}", T0)])
+
+            def intent_reads() -> int:
+                return sum(1 for q in r.statements if INTENTS_MEASUREMENT in q)
+
+            before = intent_reads()
+            assert before == 40
+            await asyncio.gather(
+                *(store.ingest(bucket, [ev(f"e{k}-{i}", T0 + i) for i in range(5)]) for k, bucket in enumerate(buckets))
+            )
+            assert intent_reads() - before <= 2, intent_reads() - before
+            for k, bucket in enumerate(buckets):
+                got = await stored(store, bucket)
+                assert sorted(i for _, i, _, _ in got) == sorted([f"w{k}"] + [f"e{k}-{i}" for i in range(5)])
+        finally:
+            await store.close()
+
+
 async def test_random_order_batches_from_three_writers_with_resends_and_restarts(
     pair: tuple[InfluxQLStore, InfluxQLStore, str],
 ) -> None:

@@ -279,12 +279,15 @@ def test_influxql_text_never_contains_user_values(value: str) -> None:
         ql.millisecond_ids_query(EventQuery("b", value, None, value), 7),
         ql.stats_query(StatsQuery("b", value, value, value, [0], 60_000, "hour", "Europe/Paris")),
         ql.tag_values_query("b", "event_name", value),
+        ql.intents_query(value, 5, "b7"),
     ]
     for q, params in texts:
         assert encode_tag(value) not in q or encode_tag(value) in ("%",)
         assert encode_tag(value) in params.values()
     assert ql.series_query("b") == ('SHOW SERIES FROM "events" WHERE "bucket_id" = $bucket', {"bucket": "b"})
     assert ql.drop_query("b")[0] == 'DROP SERIES FROM "events" WHERE "bucket_id" = $bucket'
+    with pytest.raises(ValueError):
+        ql.intents_query("b", 5, "b; DROP")  # a parameter name is ours, never user text
 
 
 def test_influxql_stats_and_quote() -> None:

@@ -1,6 +1,7 @@
 """An HTTP relay in front of a real influxd that makes it look like another engine or a slower
-one: it can drop the MessagePack Accept header (engines that answer only JSON) and hold some
-writes back before passing them on (a writer whose request is still in flight)."""
+one: it can drop the MessagePack Accept header (engines that answer only JSON), hold some
+writes back before passing them on (a writer whose request is still in flight), and hold some
+query answers back after the engine gave them (a read already answered, still on its way)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Relay:
     answer_types: list[str] = field(default_factory=list)  # Content-Type of each /query answer
     statements: list[str] = field(default_factory=list)  # the `q` of each /query, in order
     landed: list[bytes] = field(default_factory=list)  # each /write body the engine answered
+    holding: asyncio.Event = field(default_factory=asyncio.Event)  # set while an answer is held
 
     async def until_landed(self, part: bytes, within_s: float = 10.0) -> None:
         """Wait until a /write holding `part` has been answered by the engine (a held one)."""
@@ -31,9 +33,13 @@ class Relay:
 
 @asynccontextmanager
 async def relay(
-    engine: str, drop_accept: bool = False, hold_write: Callable[[bytes], float] | None = None
+    engine: str,
+    drop_accept: bool = False,
+    hold_write: Callable[[bytes], float] | None = None,
+    hold_answer: Callable[[str], float] | None = None,
 ) -> AsyncIterator[Relay]:
-    """Relay to `engine` (host:port). `hold_write(body)`: seconds to hold that /write back."""
+    """Relay to `engine` (host:port). `hold_write(body)`: seconds to hold that /write back;
+    `hold_answer(q)`: seconds to hold the engine's answer to that /query back."""
     out = Relay("")
 
     async def forward(request: web.Request) -> web.Response:
@@ -51,6 +57,12 @@ async def relay(
                 out.statements += parse_qs(body.decode()).get("q", []) + request.query.getall("q", [])
             back = {k: v for k, v in r.headers.items() if k.lower() not in _HOP}
             answer = await r.read()
+            if hold_answer is not None and request.path == "/query":
+                pause = hold_answer(";".join(parse_qs(body.decode()).get("q", [])))
+                if pause:
+                    out.holding.set()
+                    await asyncio.sleep(pause)
+                    out.holding.clear()
             if request.path == "/write":
                 out.landed.append(body)
             return web.Response(body=answer, status=r.status, headers=back)

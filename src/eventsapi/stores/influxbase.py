@@ -13,7 +13,7 @@ import abc
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from urllib.parse import SplitResult, parse_qs
 
 from eventsapi.stores import influxtail
@@ -50,6 +50,71 @@ def http_base(parts: SplitResult) -> str:
     return f"{'https' if url_flag(parts, 'tls') else 'http'}://{parts.netloc}"
 
 
+class IntentReads:
+    """Reads the intents of every bucket that has batches waiting, in one go. A batch must see
+    every intent acknowledged before it began (occupancy.py, "Intents"), so one that arrives
+    while a read is in flight waits for the next read, which starts after it arrived and serves
+    every batch that arrived meanwhile, of any bucket. Alone, a batch has a read of its own, as
+    before; many small batches at once (a PM2 host each, say) share one request instead of a
+    request each."""
+
+    def __init__(self, occupancy: Occupancy, read: Callable[[dict[str, int]], Awaitable[dict[str, list[Intent]]]]):
+        self._occupancy = occupancy
+        self._read = read
+        self._next: dict[str, list[asyncio.Future[None]]] = {}  # by bucket: the next read's waiters
+        self._task: asyncio.Task[None] | None = None
+
+    async def refresh(self, bucket: str) -> None:
+        """Return once the bucket's intents, read after this call began, are applied to the
+        memory; raise what the read raised."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._next.setdefault(bucket, []).append(waiter)
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        await waiter
+
+    async def _run(self) -> None:
+        waiting: dict[str, list[asyncio.Future[None]]] = {}
+        try:
+            while self._next:
+                waiting, self._next = self._next, {}
+                read_ns = time.time_ns()  # before the request: what it returns is at least this fresh
+                occ = self._occupancy
+                try:
+                    found = await self._read({b: occ.intents_since(b, read_ns) for b in waiting})
+                except Exception as exc:  # each batch fails as it would have alone
+                    _wake(waiting, exc)
+                else:
+                    for bucket in waiting:
+                        occ.apply_intents(bucket, found.get(bucket, ()), read_ns)
+                    _wake(waiting, None)
+                waiting = {}
+        finally:
+            self._task = None
+            for waiters in (*waiting.values(), *self._next.values()):  # cancelled: none waits forever
+                for w in waiters:
+                    w.cancel()
+            self._next = {}
+
+    async def close(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _wake(waiting: dict[str, list[asyncio.Future[None]]], exc: Exception | None) -> None:
+    for waiters in waiting.values():
+        for w in waiters:
+            if w.done():  # its batch gave up (cancelled)
+                continue
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+
 class InfluxStore(InfluxKeys, Store):
     """An InfluxDB store, whatever its query language."""
 
@@ -63,6 +128,7 @@ class InfluxStore(InfluxKeys, Store):
         self._ledger = Ledger()
         self._heads = SeriesHeads()
         self.occupancy = Occupancy(memory_points, write_timeout_s=write_timeout_s)
+        self._intent_reads = IntentReads(self.occupancy, lambda since: self._intents(since))
         self._changing_now = 0  # writes and deletes of events in flight
         self._doubt_until_ns = 0  # one failed or was cut off: it may land until then
 
@@ -73,8 +139,9 @@ class InfluxStore(InfluxKeys, Store):
         """The bucket's (time ns, id) points in the [lo, hi) millisecond ranges (at most 16)."""
 
     @abc.abstractmethod
-    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
-        """The bucket's intents (occupancy.py) recorded after `after_ns`."""
+    async def _intents(self, since: dict[str, int]) -> dict[str, list[Intent]]:
+        """Each bucket's intents (occupancy.py) recorded after its time (ns), in as few
+        requests as the dialect allows."""
 
     @abc.abstractmethod
     async def _write_lines(self, body: bytes) -> None:
@@ -143,11 +210,10 @@ class InfluxStore(InfluxKeys, Store):
         """What the bucket holds in the batch's milliseconds, reading only the minutes this
         process does not know or may no longer trust."""
         occ = self.occupancy
-        read_ns = time.time_ns()
-        occ.apply_intents(bucket, await self._intents(bucket, occ.intents_since(bucket, read_ns)), read_ns)
+        await self._intent_reads.refresh(bucket)
         while True:
             generation = occ.generation(bucket)
-            ranges, mine, pending = occ.claim(bucket, chunks, read_ns // 1_000_000)
+            ranges, mine, pending = occ.claim(bucket, chunks)
             if mine:
                 await self._read_chunks(bucket, ranges, mine)
             for chunk in pending:
@@ -198,6 +264,7 @@ class InfluxStore(InfluxKeys, Store):
             self._changing_now -= 1
 
     async def close(self) -> None:
+        await self._intent_reads.close()
         await self._retire()
         await self._disconnect()
 

@@ -113,12 +113,16 @@ class InfluxDB2Store(InfluxStore):
             ]
         return out
 
-    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
-        found = (
-            parse_intent(int(v["ns"]), v["_value"])
-            for v in await self._query(flux.intents_query(self.bucket, bucket, after_ns))
-        )
-        return [it for it in found if it is not None]
+    async def _intents(self, since: dict[str, int]) -> dict[str, list[Intent]]:
+        # A query per bucket, all at once (Flux has no statements to join into one request).
+        async def of(bucket: str) -> list[Intent]:
+            found = (
+                parse_intent(int(v["ns"]), v["_value"])
+                for v in await self._query(flux.intents_query(self.bucket, bucket, since[bucket]))
+            )
+            return [it for it in found if it is not None]
+
+        return dict(zip(since, await asyncio.gather(*map(of, since)), strict=True))
 
     async def _delete_all(self, bucket: str) -> None:
         await self._delete(DeleteScope(bucket))

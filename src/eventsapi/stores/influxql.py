@@ -85,6 +85,7 @@ class _TimeIdAnswer(msgspec.Struct, gc=False):
 
 _ANY_ANSWER = _AnswerShape(_AnyAnswer)
 _OCCUPIED_ANSWER = _AnswerShape(_TimeIdAnswer)
+INTENT_STATEMENTS = 100  # buckets whose intents one request reads (several go at once)
 
 
 class InfluxQLStore(InfluxStore):
@@ -228,11 +229,25 @@ class InfluxQLStore(InfluxStore):
                 out += series.values
         return out
 
-    async def _intents(self, bucket: str, after_ns: int) -> list[Intent]:
-        found = (
-            parse_intent(t, m) for s in await self.query(*text.intents_query(bucket, after_ns)) for t, m in s["values"]
-        )
-        return [it for it in found if it is not None]
+    async def _intents(self, since: dict[str, int]) -> dict[str, list[Intent]]:
+        buckets = list(since)
+        groups = [buckets[i : i + INTENT_STATEMENTS] for i in range(0, len(buckets), INTENT_STATEMENTS)]
+        out: dict[str, list[Intent]] = {}
+        answered = await asyncio.gather(*(self._intents_of(group, since) for group in groups))
+        for group, answers in zip(groups, answered, strict=True):
+            for bucket, series in zip(group, answers, strict=True):
+                found = (parse_intent(t, m) for s in series for t, m in s["values"])
+                out[bucket] = [it for it in found if it is not None]
+        return out
+
+    async def _intents_of(self, buckets: list[str], since: dict[str, int]) -> list[list[dict[str, Any]]]:
+        """One request: a statement per bucket, each binding its bucket under its own name."""
+        statements = [text.intents_query(b, since[b], f"b{i}") for i, b in enumerate(buckets)]
+        params = {k: v for _, p in statements for k, v in p.items()}
+        answers = await self.query_many(";".join(q for q, _ in statements), params)
+        if len(answers) != len(statements):
+            raise StoreUnavailable(f"influxdb answered {len(answers)} results to {len(statements)} statements")
+        return answers
 
     async def _delete_all(self, bucket: str) -> None:
         await self._can_delete()

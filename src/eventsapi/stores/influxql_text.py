@@ -106,11 +106,14 @@ def occupied_query(bucket: str, lo_ms: int, hi_ms: int) -> tuple[str, Params]:
     return q, params
 
 
-def intents_query(bucket: str, after_ns: int) -> tuple[str, Params]:
-    """The bucket's intents (occupancy.py) recorded after `after_ns`."""
+def intents_query(bucket: str, after_ns: int, param: str = "bucket") -> tuple[str, Params]:
+    """The bucket's intents (occupancy.py) recorded after `after_ns`; the bucket bound as
+    `$param` (several such statements share one request, each its own name)."""
+    if not param.isidentifier():
+        raise ValueError(f"not a parameter name: {param!r}")
     return (
-        f'SELECT "m" FROM "{INTENTS_MEASUREMENT}" WHERE "bucket_id" = $bucket AND time > {int(after_ns)}',
-        {"bucket": encode_tag(bucket)},
+        f'SELECT "m" FROM "{INTENTS_MEASUREMENT}" WHERE "bucket_id" = ${param} AND time > {int(after_ns)}',
+        {param: encode_tag(bucket)},
     )
 
 
