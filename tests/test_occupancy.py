@@ -266,6 +266,31 @@ def test_the_budget_evicts_the_minutes_used_least_recently_and_a_failed_read_is_
     assert 20_000 in again
 
 
+def test_a_write_acknowledged_while_its_minute_is_read_again_is_kept_by_that_read() -> None:
+    """A batch placed a point on a minute; before its write was acknowledged, another writer's
+    intent made the process forget the minute and a second batch began reading it again. The
+    write's point is marked in the minute being read (the read may miss it), and the read's
+    points are added to it, not refused (a flake of the intents test, 2026-12-04: the ingest
+    failed with "load() fills an empty Slots")."""
+    occ = Occupancy(writer="me")
+    minute = {T0 // CHUNK_MS}
+    _, mine, _ = occ.claim("b", minute)
+    occ.fill("b", mine, [])
+    known = occ.known("b", minute)
+    assert known is not None
+    gen = occ.generation("b")
+    placed = place([ev("evt-86", T0 + 5)], known.slots, CHUNK_MS)  # written, not yet acknowledged
+    occ.forget("b", T0, T0 + CHUNK_MS)  # another writer's intent
+    _, again, _ = occ.claim("b", minute)  # a second batch reads the minute again
+    occ.record("b", placed, known, gen)  # the write is acknowledged meanwhile
+    occ.fill("b", again, [(T0 * NS + 7, "other")])  # the read did not see it
+    now = occ.known("b", minute)
+    assert now is not None
+    assert place([ev("evt-86", T0 + 5)], now.slots, CHUNK_MS) == []  # stored: not written twice
+    ((_, t),) = place([ev("evt-1291", T0 + 5)], now.slots, CHUNK_MS)  # same first slot: the next
+    assert t == placed[0][1] + 1
+
+
 def test_reads_go_a_day_ahead_in_the_past_but_not_into_the_future() -> None:
     """Producers in time order over past minutes read a day at a time; live producers read
     AHEAD_OF_NOW minutes at a time, so that many live buckets fit the memory: with a day of

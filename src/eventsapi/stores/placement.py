@@ -89,10 +89,12 @@ class Slots:
         return held
 
     def load(self, points: Iterable[OccupiedPoint]) -> None:
-        """Fill an empty Slots with the points read from the engine (in `marks`: `compact`
-        them if memory matters more than speed)."""
-        if len(self):
-            raise ValueError("load() fills an empty Slots")
+        """Add the points read from the engine to a Slots with nothing compacted (in `marks`:
+        `compact` them if memory matters more than speed). Marks it holds already stay: a
+        write acknowledged while its minute was being read is marked there (Occupancy.record),
+        and the read may have missed it."""
+        if len(self.keys):
+            raise ValueError("load() adds to a Slots with nothing compacted")
         # Runs once per point a process reads (a bucket's history the first time): first_slot
         # and id_mark inline, and the probe only for a point off its first slot.
         points = list(points)
