@@ -260,7 +260,7 @@ def test_the_budget_evicts_the_minutes_used_least_recently_and_a_failed_read_is_
     # A read that failed leaves nothing usable: the next batch claims the minute again.
     _, mine, _ = occ.claim("b", {20_000})
     occ.abandon("b", mine)
-    assert all(c.ready.is_set() for c in mine.values())
+    assert all(c.read is None for c in mine.values())
     assert occ.known("b", {20_000}) is None
     _, again, _ = occ.claim("b", {20_000})
     assert 20_000 in again

@@ -216,8 +216,8 @@ class InfluxStore(InfluxKeys, Store):
             ranges, mine, pending = occ.claim(bucket, chunks)
             if mine:
                 await self._read_chunks(bucket, ranges, mine)
-            for chunk in pending:
-                await chunk.ready.wait()
+            for read in pending:
+                await read.done.wait()
             known = occ.known(bucket, chunks)
             if known is not None and generation == occ.generation(bucket):
                 return known, generation
@@ -238,7 +238,7 @@ class InfluxStore(InfluxKeys, Store):
         try:
             await asyncio.gather(*(read(group) for group in read_groups(ranges)))
         except BaseException:
-            self.occupancy.abandon(bucket, {i: c for i, c in mine.items() if not c.ready.is_set()})
+            self.occupancy.abandon(bucket, {i: c for i, c in mine.items() if c.read is not None})
             raise
 
     async def _intend(self, bucket: str, lo_ms: int, hi_ms: int, always: bool = False) -> None:

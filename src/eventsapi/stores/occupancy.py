@@ -59,27 +59,48 @@ SETTLE_NS = 120 * 1_000_000_000
 EVERYTHING = (0, 1 << 53)  # a delete of all of a bucket's time
 READ_AHEAD = 1_440  # chunks (a day) read past the last one a batch needs
 # ... but no further than this many past the present: ahead of live producers lies the future,
-# empty, and a day of empty chunks per bucket (~1.5 KB each) filled the default budget at ~50
+# empty, and a day of empty chunks per bucket (~1.7 KB each then) filled the default budget at ~50
 # buckets, after which every batch of every bucket read its day again (docs/influx.md).
 AHEAD_OF_NOW = 10
 READ_RANGES = 16  # ranges (statements) in one read
 READ_SPAN = 360  # chunks (6 hours) one read covers at most: a long span is read in parallel
 # The budget's unit is a compacted point (~12 bytes measured with tracemalloc); a point in a
-# chunk's dict costs ~113 bytes, a chunk itself ~1.5 KB even empty (its Event, dict, set,
-# arrays and LRU entry).
+# chunk's dict costs ~113 bytes, a chunk itself ~800 bytes even empty (its dict, set, arrays
+# and LRU entry; 1,700 while each had an Event of its own).
 DICT_POINT = 10
-CHUNK_POINTS = 128
+CHUNK_POINTS = 66
+
+
+class Read:
+    """One claim's read of a bucket's minutes: `done` is set once every one of them was filled
+    or abandoned. Shared by the claim's chunks (an Event each was half of what an empty minute
+    cost: ~850 of ~1,700 bytes, tracemalloc)."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.left = 0  # chunks of the claim not yet filled or abandoned
+
+    def ended(self, chunk: Chunk) -> None:
+        """The read of one of its chunks ended, in success or failure."""
+        if chunk.read is self:
+            chunk.read = None
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
 
 
 class Chunk(Slots):
     """One minute of one bucket: its points (a placement.Slots), once read from the engine.
-    `usable` once they are read; `ready` is set when the read ended, in success or failure."""
+    `usable` once they are read; `read` is the claim's Read until it ended for this chunk, in
+    success or failure (then None)."""
 
-    __slots__ = ("ready", "usable")
+    __slots__ = ("read", "usable")
 
-    def __init__(self) -> None:
+    def __init__(self, read: Read | None = None) -> None:
         super().__init__()
-        self.ready = asyncio.Event()
+        self.read = read
         self.usable = False
 
 
@@ -262,20 +283,20 @@ class Occupancy:
 
     def claim(
         self, bucket: str, chunks: set[int], now_ms: int | None = None
-    ) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Chunk]]:
+    ) -> tuple[list[tuple[int, int]], dict[int, Chunk], list[Read]]:
         """For the chunks a batch touches (chunk_of): the [lo, hi) ms ranges to read, the
-        chunks this caller fills from that read, and the chunks another caller is filling.
-        `now_ms` (default: the clock) bounds how far ahead a read goes."""
+        chunks this caller fills from that read, and the reads of other callers filling some
+        of them. `now_ms` (default: the clock) bounds how far ahead a read goes."""
         b = self._bucket(bucket)
         held = b.chunks
-        pending: list[Chunk] = []
+        pending: dict[int, Read] = {}  # by id: a read once however many of its chunks
         wanted: list[int] = []
         for i in chunks:
             c = held.get(i)
             if c is None:
                 wanted.append(i)
-            elif not c.ready.is_set():
-                pending.append(c)
+            elif c.read is not None:
+                pending[id(c.read)] = c.read
         if wanted:
             # Read a day ahead: producers in time order will want the next minutes soon, and on
             # InfluxDB 1.x every read copies what the write cache holds of each series it
@@ -287,11 +308,13 @@ class Occupancy:
             wanted += [i for i in range(last + 1, end + 1) if i not in held]
         ranges = chunk_ranges(wanted)
         mine: dict[int, Chunk] = {}
+        read = Read()
         for lo, hi in ranges:
             for i in range(lo, hi):
                 if i not in b.chunks:
-                    mine[i] = b.chunks[i] = Chunk()
-        return [(lo * CHUNK_MS, hi * CHUNK_MS) for lo, hi in ranges], mine, pending
+                    mine[i] = b.chunks[i] = Chunk(read)
+        read.left = len(mine)
+        return [(lo * CHUNK_MS, hi * CHUNK_MS) for lo, hi in ranges], mine, list(pending.values())
 
     def fill(self, bucket: str, mine: dict[int, Chunk], points: Iterable[tuple[int, str]]) -> None:
         """Fill the claimed chunks from what the engine holds in their ranges (time ns, id)."""
@@ -310,7 +333,8 @@ class Occupancy:
             if self.points + _cost(chunk) > self.budget_points:
                 chunk.compact()
             chunk.usable = True
-            chunk.ready.set()
+            if chunk.read is not None:
+                chunk.read.ended(chunk)
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
                 self._lru[chunk] = (bucket, i)
                 self.points += _cost(chunk)
@@ -322,7 +346,8 @@ class Occupancy:
         for i, chunk in mine.items():
             if b.chunks.get(i) is chunk:
                 del b.chunks[i]
-            chunk.ready.set()  # never usable: whoever waited reads it again
+            if chunk.read is not None:  # never usable: whoever waited reads it again
+                chunk.read.ended(chunk)
 
     def known(self, bucket: str, indexes: set[int]) -> Known | None:
         """The placement view when every chunk is ready, else None (read again)."""
