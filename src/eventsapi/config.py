@@ -291,8 +291,8 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.positive_int,
         "points the InfluxDB stores remember of the buckets they write, so that ingest reads a minute of a "
         "bucket once, not for every batch: about 12 bytes each (~125 MB by default); a point held in a dict, "
-        "the faster form kept while there is room, counts 10. Past it the least recently used minutes are "
-        "compacted, then dropped. A backfill in random order wants as many as the points in the span it covers",
+        "the faster form kept while there is room, counts 10. Past it minutes are compacted, then the least "
+        "recently used dropped. A backfill in random order wants as many as the points in the span it covers",
     ),
     Setting("access_log", "EVENTSAPI_ACCESS_LOG", parsers.flag, "`0` turns the JSON access log off"),
     Setting(

@@ -12,8 +12,9 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   30-bit mark of its event's id (placement.py says what a false match needs), in a dict (~113
   bytes a point, the fastest to probe) or, compacted, in sorted arrays (12 bytes a point). The
   budget counts compacted points (`DICT_POINT` for one in a dict, `CHUNK_POINTS` for a chunk
-  itself): past it, the least recently used chunks are compacted first and only then dropped;
-  a read compacts them to make room for itself as dicts, and is compacted itself only if that
+  itself): past it, chunks are compacted first, in the order they got points in their dicts
+  (an index of those, so that no batch walks every chunk held), and only then the least
+  recently used are dropped; a read compacts them to make room for itself as dicts, and is compacted itself only if that
   is not enough. A chunk that went is read again when needed. Compaction matters because a
   batch out of time order wants every minute of the span it covers: a budget below that span
   makes every batch read back what the previous one dropped (a bucket of 1,000,000 points over
@@ -36,11 +37,18 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   its intents covered once more and trust it, instead of for every batch until they settle.
 - **Failures.** A write or delete that fails, or that a delete of the same bucket overlapped,
   makes the process forget the chunks it touched: it may or may not have landed.
+- **Idle buckets.** What a process knows of a bucket beyond its chunks (its intents' state, ~540
+  bytes) goes once the bucket holds no chunk and no intent of this writer younger than SETTLE:
+  a process that wrote a million buckets over its life would otherwise hold them all. Nothing
+  is lost: such a bucket is known as a fresh process knows it (its intents read from SETTLE
+  back). Generations are unique across the process, so a batch in flight when its bucket went
+  sees a new one and forgets what it wrote instead of trusting it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import time
 from collections import OrderedDict
@@ -69,6 +77,8 @@ READ_SPAN = 360  # chunks (6 hours) one read covers at most: a long span is read
 # and LRU entry; 1,700 while each had an Event of its own).
 DICT_POINT = 10
 CHUNK_POINTS = 66
+# How often evict() looks for idle buckets to release (module docstring, "Idle buckets").
+RELEASE_EVERY_NS = 10 * 1_000_000_000
 
 
 class Read:
@@ -178,7 +188,9 @@ class _Bucket:
     unsettled: list[Intent] = field(default_factory=list)
     retired: dict[str, int] = field(default_factory=dict)  # writer -> when it retired (ns)
     own: list[Intent] = field(default_factory=list)
-    generation: int = 0  # bumped by every delete of the bucket
+    # A new one from the process's count at every delete of the bucket, and for a bucket
+    # known anew after it was released: a batch in flight compares it with the one it began with.
+    generation: int = 0
 
 
 class Known:
@@ -205,15 +217,22 @@ class Occupancy:
         self.fresh_ns = max(0, SETTLE_NS - int((write_timeout_s + 10) * 1e9))
         self.points = 0
         self._buckets: dict[str, _Bucket] = {}
+        self._generations = itertools.count(1)
+        self._release_at_ns = 0
         # Chunk -> (bucket, index), least recently used first; keyed by the chunk itself, since
         # a batch out of time order touches thousands of minutes (a key tuple made per touch
         # was most of what the memory cost such a batch).
         self._lru: OrderedDict[Chunk, tuple[str, int]] = OrderedDict()
+        # The chunks of the LRU that hold points in their dicts, in the order they got them:
+        # what compaction takes from. Walking the whole LRU for them instead cost every batch
+        # a pass over every minute held once the budget was full (20,000 live buckets, 11
+        # minutes each: 43 ms a batch).
+        self._loose: OrderedDict[Chunk, None] = OrderedDict()
 
     def _bucket(self, bucket: str) -> _Bucket:
         b = self._buckets.get(bucket)
         if b is None:
-            b = self._buckets[bucket] = _Bucket()
+            b = self._buckets[bucket] = _Bucket(generation=next(self._generations))
         return b
 
     # -- intents ----------------------------------------------------------------------------
@@ -337,6 +356,8 @@ class Occupancy:
                 chunk.read.ended(chunk)
             if b.chunks.get(i) is chunk:  # not forgotten while it was read
                 self._lru[chunk] = (bucket, i)
+                if chunk.marks:
+                    self._loose[chunk] = None
                 self.points += _cost(chunk)
         # No eviction here: the batch that read these has yet to use them (evict() after it).
 
@@ -351,7 +372,10 @@ class Occupancy:
 
     def known(self, bucket: str, indexes: set[int]) -> Known | None:
         """The placement view when every chunk is ready, else None (read again)."""
-        held = self._bucket(bucket).chunks
+        b = self._buckets.get(bucket)
+        if b is None:
+            return None
+        held = b.chunks
         chunks: dict[int, Chunk] = {}
         for i in indexes:
             c = held.get(i)
@@ -376,10 +400,18 @@ class Occupancy:
             self.forget_ms(bucket, (ns // NS_PER_MS for _, ns in placed))
             return
         held = b.chunks
-        changed = [i for i, used in known.chunks.items() if held.get(i) is not used]
+        loose = self._loose
+        changed = []
+        for i, used in known.chunks.items():
+            if held.get(i) is used:
+                loose.setdefault(used)  # place() marked its points in the dict
+            else:
+                changed.append(i)
         for i in changed:
             now = held.get(i)
             if now is not None:
+                if now in self._lru:
+                    loose.setdefault(now)
                 for e, ns in placed:
                     if e.at // CHUNK_MS == i:
                         now.marks[ns] = id_mark(e.id)
@@ -388,7 +420,7 @@ class Occupancy:
         self.points += len(placed) * DICT_POINT
 
     def deleting(self, bucket: str) -> None:
-        self._bucket(bucket).generation += 1
+        self._bucket(bucket).generation = next(self._generations)
 
     def forget_ms(self, bucket: str, ms: Iterable[int]) -> None:
         b = self._bucket(bucket)
@@ -407,30 +439,51 @@ class Occupancy:
     def _drop(self, bucket: str, b: _Bucket, i: int) -> None:
         c = b.chunks.pop(i, None)
         if c is not None and self._lru.pop(c, None) is not None:
+            self._loose.pop(c, None)
             self._uncount(c)
 
-    def evict(self) -> None:
+    def evict(self, now_ns: int | None = None) -> None:
         """While over the budget, compact the least recently used chunks, then drop them (after
-        a batch used its chunks: a batch larger than the budget still gets all of them first)."""
+        a batch used its chunks: a batch larger than the budget still gets all of them first).
+        Every RELEASE_EVERY_NS, also release the idle buckets (`now_ns`: default the clock)."""
         self._compact_oldest(self.budget_points)
         while self.points > self.budget_points and self._lru:
             c, (bucket, i) = self._lru.popitem(last=False)
             b = self._buckets.get(bucket)
             if b is not None and b.chunks.get(i) is c:
                 del b.chunks[i]
+            self._loose.pop(c, None)
             self._uncount(c)
+        now = time.time_ns() if now_ns is None else now_ns
+        if now >= self._release_at_ns:
+            self._release_at_ns = now + RELEASE_EVERY_NS
+            self.release_idle(now)
+
+    def release_idle(self, now_ns: int) -> None:
+        """Forget the buckets that hold no chunk and no intent of this writer younger than
+        SETTLE (module docstring, "Idle buckets"). One pass over the buckets known: the ones
+        holding chunks are at most the budget's worth."""
+        idle = [
+            name
+            for name, b in self._buckets.items()
+            if not b.chunks and not any(it.ns + SETTLE_NS > now_ns for it in b.own)
+        ]
+        for name in idle:
+            del self._buckets[name]
+
+    def bucket_count(self) -> int:
+        """How many buckets the memory knows something of."""
+        return len(self._buckets)
 
     def _compact_oldest(self, limit: int) -> None:
-        """Compact the least recently used chunks until the memory holds at most `limit` (a
+        """Compact the chunks written least recently until the memory holds at most `limit` (a
         compacted chunk stays usable: safe while a batch has yet to use its chunks)."""
-        if self.points <= limit:
-            return
-        for c in self._lru:  # least recently used first; compacting leaves the order as it is
+        loose = self._loose
+        while self.points > limit and loose:
+            c, _ = loose.popitem(last=False)  # the first to get dict points: least recently written
             if c.marks:
                 self.points = max(0, self.points - (DICT_POINT - 1) * len(c.marks))
                 c.compact()
-                if self.points <= limit:
-                    return
 
     def _uncount(self, chunk: Chunk) -> None:
         """A chunk left the LRU: give its share of the budget back."""
