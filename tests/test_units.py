@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
+from eventsapi import cardinality
 from eventsapi.cursor import BadCursor, decode_cursor, encode_cursor
 from eventsapi.ingest_rules import parse_ingest
 from eventsapi.stores import influxql_text as ql
@@ -28,7 +29,7 @@ from eventsapi.stores.lineprotocol import (
 )
 from eventsapi.stores.occupancy import CHUNK_MS, READ_RANGES, READ_SPAN, chunk_ranges, read_groups
 from eventsapi.stores.placement import Ledger, OccupiedPoint, Slots, first_slot, place
-from eventsapi.stores.sqlite import SCHEMA, retrieve_sql, stats_sql
+from eventsapi.stores.sqlite import SCHEMA, SQLiteStore, retrieve_sql, stats_sql
 from eventsapi.values import EventQuery, NewEvent, StatsQuery
 from eventsapi.windows import TooManyWindows, window_start, window_starts
 from support import HOSTILE
@@ -542,3 +543,25 @@ def test_every_store_error_has_its_answer() -> None:
             row, detail, headers = errors.answer(exc)
         assert row.status == status and bool(headers) == retry and detail
         assert "SELECT" not in detail and "from(" not in detail
+
+
+async def test_cardinality_guard_holds_only_the_buckets_of_the_last_refresh(tmp_path: Path) -> None:
+    """A process that sees ever new buckets keeps the values of those seen within REFRESH_S,
+    not of every bucket it ever saw; a bucket dropped is read again from the store, so its
+    limits still hold."""
+    clock = [1000.0]
+    store = SQLiteStore(tmp_path / "g.db")
+    await store.open()
+    try:
+        guard = cardinality.CardinalityGuard(store, names=2, apps=10, servers=10, clock=lambda: clock[0])
+        await store.ingest("kept", [NewEvent("e1", "n1", "a", "s", 1, "{}"), NewEvent("e2", "n2", "a", "s", 2, "{}")])
+        for k in range(500):
+            assert await guard.check(f"b{k}", [NewEvent("x", "n", "a", "s", 1, "{}")]) == {}
+        assert len(guard) == 500
+        clock[0] += cardinality.REFRESH_S + 1
+        assert await guard.check("kept", [NewEvent("x", "n3", "a", "s", 3, "{}")]) == {
+            0: "bucket already holds 2 distinct event names (the limit); 'n3' would be one more"
+        }
+        assert len(guard) == 1  # the 500 others were older than REFRESH_S
+    finally:
+        await store.close()
