@@ -476,11 +476,12 @@ class Occupancy:
         return len(self._buckets)
 
     def _compact_oldest(self, limit: int) -> None:
-        """Compact the chunks written least recently until the memory holds at most `limit` (a
-        compacted chunk stays usable: safe while a batch has yet to use its chunks)."""
+        """Compact chunks, in the order they got points in their dicts, until the memory holds at
+        most `limit` (a compacted chunk stays usable: safe while a batch has yet to use its
+        chunks)."""
         loose = self._loose
         while self.points > limit and loose:
-            c, _ = loose.popitem(last=False)  # the first to get dict points: least recently written
+            c, _ = loose.popitem(last=False)
             if c.marks:
                 self.points = max(0, self.points - (DICT_POINT - 1) * len(c.marks))
                 c.compact()
