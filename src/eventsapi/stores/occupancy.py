@@ -14,8 +14,8 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   budget counts compacted points (`DICT_POINT` for one in a dict, `CHUNK_POINTS` for a chunk
   itself): past it, chunks are compacted first, in the order they got points in their dicts
   (an index of those, so that no batch walks every chunk held), and only then the least
-  recently used are dropped; a read compacts them to make room for itself as dicts, and is compacted itself only if that
-  is not enough. A chunk that went is read again when needed. Compaction matters because a
+  recently used are dropped; a read compacts them to make room for itself as dicts, and is
+  compacted itself only if that is not enough. A chunk that went is read again when needed. Compaction matters because a
   batch out of time order wants every minute of the span it covers: a budget below that span
   makes every batch read back what the previous one dropped (a bucket of 1,000,000 points over
   the span: 981 events/s, 45,497 since compaction, docs/influx.md), so the span that fits is
@@ -443,8 +443,9 @@ class Occupancy:
             self._uncount(c)
 
     def evict(self, now_ns: int | None = None) -> None:
-        """While over the budget, compact the least recently used chunks, then drop them (after
-        a batch used its chunks: a batch larger than the budget still gets all of them first).
+        """While over the budget, compact chunks (`_compact_oldest`), then drop the least
+        recently used (after a batch used its chunks: a batch larger than the budget still gets
+        all of them first).
         Every RELEASE_EVERY_NS, also release the idle buckets (`now_ns`: default the clock)."""
         self._compact_oldest(self.budget_points)
         while self.points > self.budget_points and self._lru:
