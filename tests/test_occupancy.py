@@ -33,6 +33,7 @@ from eventsapi.stores.occupancy import (
     CHUNK_POINTS,
     DICT_POINT,
     READ_AHEAD,
+    READ_RANGES,
     SETTLE_NS,
     Intent,
     Occupancy,
@@ -189,6 +190,54 @@ def test_intents_of_other_writers_make_their_minutes_unknown_until_they_settle()
     # The next read starts SETTLE before the last one: an intent not yet visible then was
     # recorded after that.
     assert occ.intents_since("b", 0) == now + SETTLE_NS + 2 - SETTLE_NS
+
+
+def test_a_minute_another_writer_is_changing_is_read_at_the_batch_milliseconds_only() -> None:
+    occ = Occupancy(writer="me")
+    minute = T0 // CHUNK_MS
+    now = 10**18
+    assert occ.exact("b", {minute}, {T0 + 5}) == ([], set())  # nothing known of the bucket
+    occ.apply_intents("b", [Intent("w2", now, T0 + CHUNK_MS, T0 + 2 * CHUNK_MS)], now)
+    assert occ.exact("b", {minute}, {T0 + 5}) == ([], set())  # its intent covers the next minute
+    occ.apply_intents("b", [Intent("w2", now + 1, T0, T0 + 1)], now + 1)
+    # A batch in time order: its milliseconds, those less than EXACT_GAP_MS apart in one range.
+    batch = {T0 + 5, T0 + 6, T0 + 900, T0 + 30_000}
+    assert occ.exact("b", {minute, minute + 3}, batch | {T0 + 3 * CHUNK_MS}) == (
+        [(T0 + 5, T0 + 901), (T0 + 30_000, T0 + 30_001)],
+        {minute},
+    )
+    # Out of time order, more ranges than one read holds: the minute is read whole, as any other.
+    spread = {T0 + 2_000 * k for k in range(READ_RANGES + 1)}
+    assert occ.exact("b", {minute}, spread) == ([], set())
+    # Once the intents settled there is nothing to read that way.
+    occ.apply_intents("b", [], now + SETTLE_NS + 2)
+    assert occ.exact("b", {minute}, batch) == ([], set())
+
+
+def test_points_placed_in_minutes_read_for_one_batch_take_no_room_in_the_memory() -> None:
+    occ = Occupancy(writer="me")
+    minute, now = T0 // CHUNK_MS, 10**18
+    _, mine, _ = occ.claim("b", {minute + 1})
+    occ.fill("b", mine, [])
+    held = occ.points
+    occ.apply_intents("b", [Intent("w2", now, T0, T0 + CHUNK_MS)], now)
+    known = occ.known("b", {minute + 1})
+    assert known is not None
+    known.add_fresh({minute}, [(T0 * NS + 7, "theirs")])
+    batch = [ev(f"e{i}", T0 + i) for i in range(100)] + [ev("x", T0 + CHUNK_MS)]
+    placed = place(batch, known.slots, CHUNK_MS)
+    assert len(placed) == 101
+    occ.record("b", placed, known, occ.generation("b"))
+    # The minute read for the batch went with it; the held one has its one point more.
+    assert occ.known("b", {minute}) is None
+    assert occ.points == held + DICT_POINT
+    # A batch whose chunk was read again while it wrote marks its points there, counted once.
+    _, mine, _ = occ.claim("b", {minute})
+    occ.fill("b", mine, [])
+    again = occ.points
+    occ.record("b", placed[:10], known, occ.generation("b"))
+    assert occ.points == again + 10 * DICT_POINT
+    assert len(mine[minute]) == 10
 
 
 def test_a_retired_writers_minutes_are_read_once_more_then_trusted() -> None:
@@ -450,6 +499,43 @@ async def test_another_writers_events_resends_and_deletes_are_seen(
     assert await stored(a, "bk") == [(at + 1, "dup", "n", '{"again":true}')]
 
 
+async def test_a_writer_reads_only_the_milliseconds_of_its_batch_where_another_is_writing(
+    pair: tuple[InfluxQLStore, InfluxQLStore, str],
+) -> None:
+    """Two writers of one bucket in time order (workers, replicas without the proxy): each reads,
+    of a minute the other is changing, the milliseconds of its batch, not the minute, and still
+    sees the other's events there (a colliding slot, a re-send)."""
+    a, b, _ = pair
+    at = T0 + 20_000
+    theirs = [ev(f"b{i}", at - 15_000 + i * 10) for i in range(1_500)]  # the 15 s before
+    await b.ingest("hot", [*theirs, ev("evt-86", at, '{"by":"b"}'), ev("dup", at + 1, '{"first":true}')])
+    reads: list[tuple[list[tuple[int, int]], int]] = []
+    occupied = a._occupied
+
+    async def spy(bucket: str, ranges: list[tuple[int, int]]) -> list[tuple[int, str]]:
+        found = await occupied(bucket, ranges)
+        reads.append((ranges, len(found)))
+        return found
+
+    a._occupied = spy  # type: ignore[method-assign]
+    mine = [ev("evt-1291", at, '{"by":"a"}'), ev("dup", at + 1, '{"first":false}'), ev("a1", at + 300)]
+    await a.ingest("hot", mine)
+    assert reads == [([(at, at + 301)], 2)]  # b's two points there, not its 1,502 of the minute
+    # Spread over the minute (more ranges than one read): the minute is read whole, and a day
+    # ahead as for any minute read.
+    reads.clear()
+    await a.ingest("hot", [ev(f"s{k}", T0 + 3 + 2_000 * k) for k in range(READ_RANGES + 1)])
+    assert sum(n for _, n in reads) == 1_504
+    assert min(lo for ranges, _ in reads for lo, _ in ranges) == T0  # the whole minute
+    got = await stored(a, "hot")
+    assert len(got) == 1_502 + 2 + READ_RANGES + 1
+    assert {(e[1], e[3]) for e in got if e[0] in (at, at + 1)} == {
+        ("evt-86", '{"by":"b"}'),
+        ("evt-1291", '{"by":"a"}'),
+        ("dup", '{"first":true}'),
+    }
+
+
 async def test_a_writer_that_died_after_its_intent_is_waited_out(
     pair: tuple[InfluxQLStore, InfluxQLStore, str],
 ) -> None:
@@ -600,7 +686,9 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
 ) -> None:
     """Random-order batches over 2 days from three writers (one with a memory budget far below
     the bucket's size), re-sends through another writer, reused ids with other payloads, bursts
-    in one millisecond, and restarts (a fresh memory): every (at, id) once, first write kept.
+    in one millisecond, batches of a few seconds (where another writer is changing a minute,
+    only their milliseconds are read), and restarts (a fresh memory): every (at, id) once,
+    first write kept.
 
     EVENTSAPI_OCCUPANCY_WRITERS=1 EVENTSAPI_OCCUPANCY_RESTARTS=0 keeps one writer that never
     restarts (the bucket-affine deployment): the way to run it at 1,000,000 events, since a
@@ -629,6 +717,12 @@ async def test_random_order_batches_from_three_writers_with_resends_and_restarts
             elif kind < 0.35:  # a burst in one millisecond
                 at = T0 + rnd.randrange(2 * 86_400_000)
                 batch = [ev(f"burst{made}-{i}", at, f'{{"i":{i}}}') for i in range(rnd.choice([50, 500]))]
+            elif kind < 0.6:  # a few seconds in time order: what only its milliseconds are read for
+                at = T0 + rnd.randrange(2 * 86_400_000)
+                batch = [
+                    ev(f"e{made + i}", at + rnd.randrange(5_000), f'{{"i":{made + i}}}', rnd.choice("nmo"))
+                    for i in range(rnd.randrange(100, 1000))
+                ]
             else:
                 batch = [
                     ev(f"e{made + i}", T0 + rnd.randrange(2 * 86_400_000), f'{{"i":{made + i}}}', rnd.choice("nmo"))

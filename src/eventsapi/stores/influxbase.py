@@ -188,7 +188,7 @@ class InfluxStore(InfluxKeys, Store):
         # intents (occupancy.py).
         async with self._ledger.turn(bucket, ms):
             chunks = chunk_of(ms)
-            known, generation = await self._known(bucket, chunks)
+            known, generation = await self._known(bucket, chunks, ms)
             try:
                 # place() marks the points it gives in the memory: if they are not all written,
                 # forget those minutes (what landed is unknown; they are read again).
@@ -206,20 +206,28 @@ class InfluxStore(InfluxKeys, Store):
             finally:
                 self.occupancy.evict()
 
-    async def _known(self, bucket: str, chunks: set[int]) -> tuple[Known, int]:
+    async def _known(self, bucket: str, chunks: set[int], ms: set[int]) -> tuple[Known, int]:
         """What the bucket holds in the batch's milliseconds, reading only the minutes this
-        process does not know or may no longer trust."""
+        process does not know or may no longer trust, and of those another writer is changing
+        only the batch's milliseconds when they are few (Occupancy.exact)."""
         occ = self.occupancy
-        await self._intent_reads.refresh(bucket)
         while True:
+            # Again after a turn that found its chunks gone: a bucket may have been released
+            # meanwhile (Occupancy.release_idle), and a new one knows no intents yet.
+            await self._intent_reads.refresh(bucket)
             generation = occ.generation(bucket)
-            ranges, mine, pending = occ.claim(bucket, chunks)
+            exact, doubted = occ.exact(bucket, chunks, ms)
+            whole = chunks - doubted if doubted else chunks
+            ranges, mine, pending = occ.claim(bucket, whole)
             if mine:
                 await self._read_chunks(bucket, ranges, mine)
             for read in pending:
                 await read.done.wait()
-            known = occ.known(bucket, chunks)
+            fresh = await self._occupied(bucket, exact) if doubted else ()
+            known = occ.known(bucket, whole)
             if known is not None and generation == occ.generation(bucket):
+                if doubted:
+                    known.add_fresh(doubted, fresh)
                 return known, generation
 
     async def _read_chunks(self, bucket: str, ranges: list[tuple[int, int]], mine: dict[int, Chunk]) -> None:
