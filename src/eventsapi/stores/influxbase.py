@@ -211,10 +211,8 @@ class InfluxStore(InfluxKeys, Store):
         process does not know or may no longer trust, and of those another writer is changing
         only the batch's milliseconds when they are few (Occupancy.exact)."""
         occ = self.occupancy
+        await self._intent_reads.refresh(bucket)
         while True:
-            # Again after a turn that found its chunks gone: a bucket may have been released
-            # meanwhile (Occupancy.release_idle), and a new one knows no intents yet.
-            await self._intent_reads.refresh(bucket)
             generation = occ.generation(bucket)
             exact, doubted = occ.exact(bucket, chunks, ms)
             whole = chunks - doubted if doubted else chunks

@@ -211,7 +211,9 @@ class Known:
         """The points read of the batch's milliseconds in those minutes, as their chunks."""
         per: dict[int, list[tuple[int, str]]] = {i: [] for i in indexes}
         for point in points:
-            per[point[0] // NS_PER_MS // CHUNK_MS].append(point)
+            into = per.get(point[0] // NS_PER_MS // CHUNK_MS)
+            if into is not None:  # always, as `exact` makes its ranges: a chain of the batch's ms
+                into.append(point)
         for i, found in per.items():
             chunk = self.chunks[i] = Chunk()
             chunk.load(found)
