@@ -27,6 +27,7 @@ from eventsapi.handlers import (
     HUB,
     INGEST,
     METRICS,
+    PEERS,
     RATE,
     RETENTION,
     SETTINGS,
@@ -38,6 +39,7 @@ from eventsapi.ingest import Ingest, Retention
 from eventsapi.keys import Keyring
 from eventsapi.observability import Metrics
 from eventsapi.openapi import openapi_document
+from eventsapi.peers import Peers
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.routes import ROUTES
 from eventsapi.stores import open_store
@@ -81,6 +83,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         m = app[METRICS]
         counters = Counters(m.alerts_fired, m.alerts_delivered, m.alerts_failed, m.alerts_retrying)
         app[ALERTS] = AlertEngine(s, app[HUB], app[ALERT_RULES], settings.alert_secret, counters)
+        if settings.worker_slot is not None and settings.worker_slot.count > 1 and s.one_writer_per_bucket:
+            # The owner's ingest runs two store calls, each bounded by the store timeout.
+            app[PEERS] = Peers(settings.worker_slot, 2 * settings.store_timeout + 5)
         background = [asyncio.create_task(keyring.renew_forever())]
         if settings.alert_rules is not None:
             background.append(asyncio.create_task(app[ALERTS].run()))
@@ -90,6 +95,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await keyring.close()
+        if PEERS in app:
+            await app[PEERS].close()
         await s.close()
 
     app.cleanup_ctx.append(store_ctx)

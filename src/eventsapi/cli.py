@@ -66,6 +66,15 @@ def _serve(args: argparse.Namespace) -> int:
     log.info(
         "eventsapi listening on http://%s:%d, store %s", settings.host, settings.port, settings.store_description()
     )
+    sockets = [sock]
+    if settings.worker_slot is not None:  # a worker of --workers: its socket for the others (peers.py)
+        from eventsapi.peers import bind_socket
+
+        try:
+            sockets.append(bind_socket(settings.worker_slot))
+        except OSError as exc:  # the others then write this worker's buckets themselves: slower, as correct
+            log.warning("worker socket in %s: %s; its buckets are written by whichever worker gets them",
+                        settings.worker_slot.directory, exc.strerror or exc)  # fmt: skip
     app = create_app(settings)
     # Ingest allocates thousands of short-lived objects per request; the default collector
     # would scan them ~10 times per 5,000-event batch. Objects from start-up are frozen out of
@@ -74,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     gc.set_threshold(50_000, 20, 100)
     web.run_app(
         app,
-        sock=sock,
+        sock=sockets,
         access_log_class=JSONAccessLogger,
         access_log=logging.getLogger("eventsapi.access") if settings.access_log else None,
         shutdown_timeout=settings.shutdown_timeout,

@@ -32,6 +32,7 @@ class Settings:
     port: int = 8080
     workers: int = 1
     reuse_port: bool = False
+    worker_slot: parsers.WorkerSlot | None = None
     store_url: str = ""  # empty: SQLite in data_dir
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     jwt_secret: str | None = field(default=None, repr=False)
@@ -129,6 +130,13 @@ SETTINGS: tuple[Setting, ...] = (
         "EVENTSAPI_REUSE_PORT",
         parsers.flag,
         "bind with SO_REUSEPORT (set for the workers of `--workers`)",
+    ),
+    Setting(
+        "worker_slot",
+        "EVENTSAPI_WORKER_SLOT",
+        parsers.worker_slot,
+        "`INDEX/COUNT:DIR`, set for each worker of `--workers`: on InfluxDB a bucket's ingest is passed, over "
+        "a socket in DIR, to the one worker that writes the bucket",
     ),
     Setting(
         "store_url",

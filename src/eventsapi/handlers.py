@@ -32,6 +32,7 @@ from eventsapi.cursor import encode_cursor
 from eventsapi.errors import StoreError
 from eventsapi.ingest import Ingest, Retention, store_call
 from eventsapi.observability import Metrics, route_name
+from eventsapi.peers import Peers, from_peer
 from eventsapi.problems import Problem, ValidationProblem, problem_response
 from eventsapi.ratelimit import RateLimiter
 from eventsapi.stores.base import Store
@@ -65,6 +66,7 @@ INGEST = web.AppKey("ingest", Ingest)
 DOCUMENT = web.AppKey("document", dict)  # the OpenAPI document, built once per app
 ALERT_RULES = web.AppKey("alert_rules", RuleFile)
 ALERTS = web.AppKey("alerts", AlertEngine)
+PEERS = web.AppKey("peers", Peers)
 # Admission cost of one row of a retrieve page: a full page of 1,000 rows (up to 64 MiB of
 # payloads) weighs as much as a histogram of 100,000 windows.
 ROW_COST = 100
@@ -108,8 +110,9 @@ async def problems_middleware(
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = problem_response(500, "unexpected error")
-    metrics.requests.labels(route, request.method, str(response.status)).inc()
-    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    if not from_peer(request):  # else counted by the worker that passed it on
+        metrics.requests.labels(route, request.method, str(response.status)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
     return response
 
 
@@ -135,6 +138,8 @@ async def authorize(request: web.Request, scope: str) -> str:
 
 def _take_rate(request: web.Request, principal: Principal, bucket: str, scope: str) -> None:
     """One request of this token's allowance for the bucket (429 past it, see ratelimit.py)."""
+    if from_peer(request):  # the worker that passed it on took it already
+        return
     cls = _CLASS_OF_SCOPE[scope]
     decision = request.app[RATE].check(principal.sub, bucket, cls)
     if decision is not None:
@@ -179,6 +184,11 @@ def json_answer(value: object, headers: dict[str, str] | None = None) -> web.Res
 async def ingest(request: web.Request) -> web.Response:
     bucket = await authorize(request, "events:write")
     body = await _read_body(request)
+    peers = request.app.get(PEERS)
+    if peers is not None:  # serve --workers N on InfluxDB: the bucket's own worker writes it
+        answer = await peers.forward(request, bucket, body)
+        if answer is not None:
+            return answer
     ndjson = request.content_type in ("application/x-ndjson", "application/jsonl")
     return json_answer(await request.app[INGEST](bucket, body, ndjson))
 

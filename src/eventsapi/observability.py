@@ -12,6 +12,8 @@ from aiohttp.abc import AbstractAccessLogger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from eventsapi.peers import from_peer
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -78,6 +80,8 @@ class JSONAccessLogger(AbstractAccessLogger):
     header or body is logged, so tokens and payloads never reach the log."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        if from_peer(request):  # logged by the worker that passed it on (peers.py)
+            return
         self.logger.info(
             json.dumps(
                 {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -57,6 +58,23 @@ def workers(raw: str) -> int:
         return positive_int(raw)
     except ValueError:
         raise ValueError("an integer > 0, or auto") from None
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Which of the `--workers` a process is, and where the workers' sockets are (peers.py)."""
+
+    index: int
+    count: int
+    directory: Path
+
+
+def worker_slot(raw: str) -> WorkerSlot:
+    head, sep, directory = raw.partition(":")
+    index, slash, count = head.partition("/")
+    if sep and slash and index.isdigit() and count.isdigit() and int(index) < int(count) and directory:
+        return WorkerSlot(int(index), int(count), Path(directory))
+    raise ValueError("INDEX/COUNT:DIRECTORY, INDEX < COUNT (set by the parent of --workers)")
 
 
 def hs256_secret(raw: str) -> str:

@@ -8,7 +8,10 @@ its requests. Metrics are Prometheus' multiprocess mode: every worker writes its
 shared directory, and any worker's /metrics adds them all up.
 
 Workers share only the store, like replicas: SQLite serialises their writes on its file lock
-(WAL), and on InfluxDB each worker is one more stateless replica (docs/influx.md).
+(WAL), and on InfluxDB each worker is one more stateless replica (docs/influx.md), except that
+each bucket's ingest is written by one of them (peers.py): every worker gets its slot
+(`EVENTSAPI_WORKER_SLOT`: its index, the count, the directory of their sockets), and one that
+dies is replaced in the same slot.
 """
 
 from __future__ import annotations
@@ -38,17 +41,21 @@ def _die_with_parent() -> None:
 
 def run_workers(count: int, serve_args: Sequence[str]) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="eventsapi-metrics-")
+    sockets_dir = tempfile.mkdtemp(prefix="eventsapi-workers-")  # mode 0700: only this user's processes
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "EVENTSAPI_WORKERS": "1", "EVENTSAPI_REUSE_PORT": "1"}
     command = [sys.executable, "-m", "eventsapi", "serve", *serve_args, "--workers", "1"]
     workers: dict[int, subprocess.Popen[bytes]] = {}
+    slots: dict[int, int] = {}  # pid -> its slot: a worker that dies is replaced in the same one
     deaths: deque[float] = deque(maxlen=CRASH_LOOP[0])
     stopping = False
 
-    def start() -> None:
+    def start(slot: int) -> None:
+        slot_env = {**env, "EVENTSAPI_WORKER_SLOT": f"{slot}/{count}:{sockets_dir}"}
         proc = subprocess.Popen(
-            command, env=env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
+            command, env=slot_env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
         )
         workers[proc.pid] = proc
+        slots[proc.pid] = slot
         log.info("worker %d started", proc.pid)
 
     def stop(signum: int, _frame: object) -> None:
@@ -60,8 +67,8 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for _ in range(count):
-        start()
+    for slot in range(count):
+        start(slot)
     failed = False
     try:
         while workers:
@@ -70,6 +77,7 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
                 if code is None:
                     continue
                 del workers[pid]
+                slot = slots.pop(pid)
                 _mark_dead(pid, metrics_dir)
                 if stopping:
                     continue
@@ -80,10 +88,11 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
                     failed = True
                     stop(signal.SIGTERM, None)
                     continue
-                start()
+                start(slot)
             time.sleep(0.1)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(sockets_dir, ignore_errors=True)
     return 1 if failed else 0
 
 

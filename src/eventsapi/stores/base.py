@@ -65,6 +65,10 @@ class Store(abc.ABC):
     # the first write wins at once. Processes that must agree on which write stands
     # (alerts.py) read it back only after this long.
     race_settle_s: float = 0.0
+    # Whether ingest goes much faster when one process writes each bucket (the InfluxDB stores'
+    # occupancy memory): then the workers of `serve --workers N` pass a bucket's ingest to the
+    # one that owns it (peers.py).
+    one_writer_per_bucket: bool = False
 
     @classmethod
     @abc.abstractmethod

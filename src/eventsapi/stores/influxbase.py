@@ -123,6 +123,7 @@ class InfluxStore(InfluxKeys, Store):
     # by one small batch's write, milliseconds; 2 s covers an engine under load. A write slower
     # still is the residual docs/influx.md names.
     race_settle_s = 2.0
+    one_writer_per_bucket = True
 
     def __init__(self, memory_points: int, write_timeout_s: float) -> None:
         self._ledger = Ledger()
