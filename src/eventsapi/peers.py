@@ -57,7 +57,8 @@ def bind_socket(slot: WorkerSlot) -> socket.socket:
 
 def from_peer(request: web.BaseRequest) -> bool:
     """Whether the request came over a worker's Unix socket (from another worker): a socket's
-    name is its path there, an (address, port) on TCP. Not a header, which a client could send."""
+    name is its path there, an (address, port) on TCP; the service listens on no other Unix
+    socket. Not a header, which a client could send."""
     transport = request.transport
     return transport is not None and isinstance(transport.get_extra_info("sockname"), str)
 

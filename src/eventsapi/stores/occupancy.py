@@ -20,18 +20,18 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   makes every batch read back what the previous one dropped (a bucket of 1,000,000 points over
   the span: 981 events/s, 45,497 since compaction, docs/influx.md), so the span that fits is
   what counts.
-- **Intents.** Other processes write the same buckets (workers, replicas, `eventsapi migrate`).
-  Before a process writes points (or deletes) in a bucket, it records an *intent*: a point in
-  the measurement `eventsapi_writes` saying "writer W may change milliseconds [lo, hi) of this
-  bucket until T + SETTLE". Before every batch each process reads the bucket's intents newer
-  than the last it saw (one series, recent points: cheap) and treats every chunk an unsettled
-  foreign intent covers as unknown: it reads it again for each batch until the intent settles
-  (only the batch's milliseconds when they are close: `exact`), then once more, and trusts it
-  again. An intent is written and acknowledged before the writes
-  it covers, and a writer never writes under an intent older than SETTLE, so a process that
-  trusts a chunk has read it after everything other writers could still change in it — the
-  same bound as reading before every batch: only writes racing within the same instant
-  (docs/influx.md says what that leaves).
+- **Intents.** Other processes write the same buckets (replicas without the proxy, workers
+  whose bucket's owner is down, `eventsapi migrate`). Before a process writes points (or
+  deletes) in a bucket, it records an *intent*: a point in the measurement `eventsapi_writes`
+  saying "writer W may change milliseconds [lo, hi) of this bucket until T + SETTLE". Before
+  every batch each process reads the bucket's intents newer than the last it saw (one series,
+  recent points: cheap) and treats every chunk an unsettled foreign intent covers as unknown:
+  it reads it again for each batch until the intent settles (only the batch's milliseconds
+  when they are close: `exact`), then once more, and trusts it again. An intent is written and
+  acknowledged before the writes it covers, and a writer never writes under an intent older
+  than SETTLE, so a process that trusts a chunk has read it after everything other writers
+  could still change in it — the same bound as reading before every batch: only writes racing
+  within the same instant (docs/influx.md says what that leaves).
 - **Retirement.** A process that closes cleanly, with no write in flight or failed within
   SETTLE, records a last intent covering nothing (`retirement`): every write of its has landed.
   Other writers, and its own successor after a restart (another writer to them), then read what
