@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -80,18 +81,22 @@ def main(workers: int, seconds: float) -> None:
         "EVENTSAPI_WORKERS": str(workers),
         "EVENTSAPI_DATA_DIR": str(work),
     }
+    log = (work / "serve.log").open("wb")
     serve = subprocess.Popen(
         [str(ROOT / ".venv/bin/eventsapi"), "serve", "--port", str(port), "--store", f"influxql://127.0.0.1:{influxd.port}/service"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
+        for _ in range(300):  # every worker answers once the parent has started them all
+            if serve.poll() is not None:
+                raise SystemExit("eventsapi serve exited:\n" + (work / "serve.log").read_text())
             try:
-                with socket.create_connection(("127.0.0.1", port), 0.1):
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1):
                     break
             except OSError:
                 time.sleep(0.1)
+        time.sleep(1.0)
         cli = str(ROOT / ".venv/bin/eventsapi")
         mint = [cli, "token", "--sub", "bench", "--bucket", "hot", "--scope", "events:write"]
         token = subprocess.run(mint, env=env, check=True, capture_output=True, text=True).stdout.strip()
@@ -106,6 +111,7 @@ def main(workers: int, seconds: float) -> None:
     finally:
         serve.terminate()
         serve.wait(30)
+        log.close()
         influxd.stop()
 
 

@@ -5,6 +5,7 @@ counted again. tests/test_workers.py runs it between two real workers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 import zlib
@@ -92,3 +93,29 @@ async def test_an_unreachable_owner_leaves_the_batch_to_this_worker_and_peers_ar
     answer = json.loads(influxd.query('SELECT count("id") FROM "events" GROUP BY "bucket_id"', db))
     stored = {s["tags"]["bucket_id"]: s["values"][0][1] for s in answer["results"][0]["series"]}
     assert stored == {theirs: 2, mine: 5}
+
+
+async def test_an_owner_that_takes_the_request_and_never_answers_is_a_503(
+    worker: tuple[str, str, Any, str], tmp_path: Path
+) -> None:
+    """The owner may have written the batch or not: the client is told to send it again (a
+    re-send stores nothing new if it was), and this worker does not write it as well."""
+    base, _, influxd, db = worker
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.close()
+
+    silent = await asyncio.start_unix_server(hang_up, path=str(socket_path(tmp_path, 1)))
+    try:
+        async with aiohttp.ClientSession() as client:
+            body = [{"event_name": "e", "app_name": "a", "id": "x"}]
+            headers = {"Authorization": f"Bearer {make_token()}"}
+            url = f"{base}/api/bucket/{owned_by(1)}/data/events/ingest"
+            async with client.post(url, json=body, headers=headers) as r:
+                assert r.status == 503 and r.content_type == "application/problem+json"
+                assert "Retry-After" in r.headers and "retry" in (await r.json())["detail"]
+    finally:
+        silent.close()
+        await silent.wait_closed()
+    assert json.loads(influxd.query('SELECT count("id") FROM "events"', db))["results"][0].get("series") is None

@@ -82,7 +82,9 @@ class Peers:
             return None
         session = self._sessions.get(owner)
         if session is None or session.closed:
-            connector = aiohttp.UnixConnector(path=str(socket_path(self.slot.directory, owner)))
+            # A connection per request (a local connect costs microseconds): a kept-alive one
+            # that a restarted owner closed would fail as if the owner had taken the batch.
+            connector = aiohttp.UnixConnector(path=str(socket_path(self.slot.directory, owner)), force_close=True)
             session = self._sessions[owner] = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         headers = {h: v for h in ("Authorization", "Content-Type") if (v := request.headers.get(h)) is not None}
         try:
