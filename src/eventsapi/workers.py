@@ -44,8 +44,7 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
     sockets_dir = tempfile.mkdtemp(prefix="eventsapi-workers-")  # mode 0700: only this user's processes
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "EVENTSAPI_WORKERS": "1", "EVENTSAPI_REUSE_PORT": "1"}
     command = [sys.executable, "-m", "eventsapi", "serve", *serve_args, "--workers", "1"]
-    workers: dict[int, subprocess.Popen[bytes]] = {}
-    slots: dict[int, int] = {}  # pid -> its slot: a worker that dies is replaced in the same one
+    workers: dict[int, subprocess.Popen[bytes]] = {}  # by slot: a worker that dies is replaced in its own
     deaths: deque[float] = deque(maxlen=CRASH_LOOP[0])
     stopping = False
 
@@ -54,8 +53,7 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
         proc = subprocess.Popen(
             command, env=slot_env, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
         )
-        workers[proc.pid] = proc
-        slots[proc.pid] = slot
+        workers[slot] = proc
         log.info("worker %d started", proc.pid)
 
     def stop(signum: int, _frame: object) -> None:
@@ -72,16 +70,15 @@ def run_workers(count: int, serve_args: Sequence[str]) -> int:
     failed = False
     try:
         while workers:
-            for pid, proc in list(workers.items()):
+            for slot, proc in list(workers.items()):
                 code = proc.poll()
                 if code is None:
                     continue
-                del workers[pid]
-                slot = slots.pop(pid)
-                _mark_dead(pid, metrics_dir)
+                del workers[slot]
+                _mark_dead(proc.pid, metrics_dir)
                 if stopping:
                     continue
-                log.warning("worker %d exited with %s; starting another", pid, code)
+                log.warning("worker %d exited with %s; starting another", proc.pid, code)
                 deaths.append(time.monotonic())
                 if len(deaths) == deaths.maxlen and deaths[-1] - deaths[0] < CRASH_LOOP[1]:
                     log.error("workers keep dying (%d within %.0f s): stopping", *CRASH_LOOP)

@@ -15,11 +15,11 @@ into its TSM files decodes whole blocks; docs/influx.md). So the store keeps it:
   itself): past it, chunks are compacted first, in the order they got points in their dicts
   (an index of those, so that no batch walks every chunk held), and only then the least
   recently used are dropped; a read compacts them to make room for itself as dicts, and is
-  compacted itself only if that is not enough. A chunk that went is read again when needed. Compaction matters because a
-  batch out of time order wants every minute of the span it covers: a budget below that span
-  makes every batch read back what the previous one dropped (a bucket of 1,000,000 points over
-  the span: 981 events/s, 45,497 since compaction, docs/influx.md), so the span that fits is
-  what counts.
+  compacted itself only if that is not enough. A chunk that went is read again when needed.
+  Compaction matters because a batch out of time order wants every minute of the span it
+  covers: a budget below that span makes every batch read back what the previous one dropped
+  (a bucket of 1,000,000 points over the span: 981 events/s, 45,497 since compaction,
+  docs/influx.md), so the span that fits is what counts.
 - **Intents.** Other processes write the same buckets (replicas without the proxy, workers
   whose bucket's owner is down, `eventsapi migrate`). Before a process writes points (or
   deletes) in a bucket, it records an *intent*: a point in the measurement `eventsapi_writes`
@@ -145,6 +145,16 @@ def chunk_of(ms: Iterable[int]) -> set[int]:
     return {m // CHUNK_MS for m in ms}
 
 
+def by_chunk(indexes: Iterable[int], points: Iterable[tuple[int, str]]) -> dict[int, list[tuple[int, str]]]:
+    """The points (time ns, id) of each of those chunks; points of other chunks are left out."""
+    per: dict[int, list[tuple[int, str]]] = {i: [] for i in indexes}
+    for point in points:
+        found = per.get(point[0] // NS_PER_MS // CHUNK_MS)
+        if found is not None:
+            found.append(point)
+    return per
+
+
 def chunk_span(chunks: set[int]) -> tuple[int, int]:
     """The [lo, hi) milliseconds of the chunks from the first to the last."""
     return min(chunks) * CHUNK_MS, (max(chunks) + 1) * CHUNK_MS
@@ -209,12 +219,7 @@ class Known:
 
     def add_fresh(self, indexes: set[int], points: Iterable[tuple[int, str]]) -> None:
         """The points read of the batch's milliseconds in those minutes, as their chunks."""
-        per: dict[int, list[tuple[int, str]]] = {i: [] for i in indexes}
-        for point in points:
-            into = per.get(point[0] // NS_PER_MS // CHUNK_MS)
-            if into is not None:  # always, as `exact` makes its ranges: a chain of the batch's ms
-                into.append(point)
-        for i, found in per.items():
+        for i, found in by_chunk(indexes, points).items():
             chunk = self.chunks[i] = Chunk()
             chunk.load(found)
             chunk.usable = True
@@ -376,11 +381,7 @@ class Occupancy:
 
     def fill(self, bucket: str, mine: dict[int, Chunk], points: Iterable[tuple[int, str]]) -> None:
         """Fill the claimed chunks from what the engine holds in their ranges (time ns, id)."""
-        per: dict[int, list[tuple[int, str]]] = {i: [] for i in mine}
-        for point in points:
-            found = per.get(point[0] // NS_PER_MS // CHUNK_MS)
-            if found is not None:
-                found.append(point)
+        per = by_chunk(mine, points)
         b = self._bucket(bucket)
         # Kept as dicts (placement probes a dict ~8x faster) if compacting the least recently
         # used minutes makes room for them, else compacted at once: a bucket's whole history
